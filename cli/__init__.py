@@ -1,0 +1,449 @@
+"""The ``polyvae`` command line: thin commands over the Python API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from polyvae import __version__
+from polyvae.config import Option, load_config_file, parse_assignments
+from polyvae.errors import UserError
+from polyvae.files import atomic_write_bytes, atomic_write_text
+from polyvae.registry import get_registry
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserFacingError(click.ClickException):
+    exit_code = EXIT_USER_ERROR
+
+
+class PolyvaeGroup(click.Group):
+    """Turns :class:`UserError` into one ``Error: ...`` line and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            raise UserFacingError(str(error)) from None
+
+
+def build_cli() -> click.Group:
+    """The click application with every loaded plugin's commands added."""
+
+    @click.group(cls=PolyvaeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="polyvae")
+    def cli() -> None:
+        """Train and sample variational autoencoders on molecules, texts, images and more."""
+
+    for command in (
+        plugins_command,
+        train_command,
+        sample_command,
+        evaluate_command,
+        reconstruct_command,
+        interpolate_command,
+        encode_command,
+        score_command,
+    ):
+        cli.add_command(command)
+    get_registry().add_commands(cli)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    build_cli().main(args=argv, prog_name="polyvae")
+
+
+# --- plugins ------------------------------------------------------------------------------------
+
+
+@click.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List installed plugins, their versions, domains and hooks."""
+    registry = get_registry()
+    plugins = [info.to_dict() for info in sorted(registry.plugins.values(), key=lambda p: p.name)]
+    domains = {
+        name: {"plugin": plugin, "description": domain.description}
+        for name, (domain, plugin) in sorted(registry.domains.items())
+    }
+    if as_json:
+        payload = {"plugins": plugins, "domains": domains, "conflicts": registry.conflicts}
+        click.echo(json.dumps(payload, indent=2))
+        return
+    if not plugins:
+        click.echo("no plugins installed")
+        return
+    rows = [("plugin", "version", "domains", "hooks", "status")]
+    for plugin in plugins:
+        rows.append(
+            (
+                plugin["name"],
+                plugin["version"] or "-",
+                ", ".join(plugin["domains"]) or "-",
+                ", ".join(plugin["hooks"]) or "-",
+                f"error: {plugin['error']}" if plugin["error"] else "ok",
+            )
+        )
+    click.echo(_table(rows))
+    for name, owners in registry.conflicts.items():
+        click.echo(f"conflict: domain '{name}' is registered by {' and '.join(owners)}", err=True)
+
+
+# --- train --------------------------------------------------------------------------------------
+
+
+@click.command("train")
+@click.argument("domain")
+@click.option("--data", type=click.Path(path_type=Path), help="Training data (file or folder).")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML/YAML/JSON.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Config value.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory to create.")
+@click.option("--epochs", type=int, help="Number of epochs (also extends a resumed run).")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue this run directory.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+def train_command(
+    domain: str,
+    data: Path | None,
+    config_file: Path | None,
+    assignments: tuple[str, ...],
+    out: Path | None,
+    epochs: int | None,
+    device: str | None,
+    resume: Path | None,
+    quiet: bool,
+) -> None:
+    """Train a VAE for DOMAIN on --data, writing a run directory."""
+    from polyvae.trainer import train
+
+    config: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    config.update(parse_assignments(assignments))
+    if epochs is not None:
+        config["epochs"] = epochs
+    if device is not None:
+        config["device"] = device
+    result = train(
+        domain,
+        data=data,
+        config=config,
+        out=out,
+        resume=resume,
+        progress=not quiet,
+        log=(lambda message: None) if quiet else click.echo,
+    )
+    best = f"{result.best_val_elbo:.4f}" if result.best_val_elbo is not None else "n/a"
+    click.echo(
+        f"{result.status}: {result.epochs} epochs, {result.steps} steps, best validation ELBO "
+        f"{best}; run saved in {result.run_dir}"
+    )
+    if result.status == "interrupted":
+        sys.exit(EXIT_INTERRUPTED)
+    if result.status == "diverged":
+        sys.exit(1)
+
+
+# --- sample -------------------------------------------------------------------------------------
+
+
+@click.command(
+    "sample", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.argument("run")
+@click.option("-n", "count", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=1.0, show_default=True)
+@click.option("--seed", type=int, help="Seed for repeatable samples.")
+@click.option("--condition", multiple=True, metavar="NAME=VALUE", help="Target property value.")
+@click.option("--unique", is_flag=True, help="Only distinct items.")
+@click.option("--valid-only", is_flag=True, help="Only items the domain deems valid.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file.")
+@click.option("--device", default="auto", show_default=True)
+@click.pass_context
+def sample_command(
+    ctx: click.Context,
+    run: str,
+    count: int,
+    temperature: float,
+    seed: int | None,
+    condition: tuple[str, ...],
+    unique: bool,
+    valid_only: bool,
+    output: Path | None,
+    device: str,
+) -> None:
+    """Generate items from RUN (a run directory, or a domain name for its bundled model).
+
+    Domains add their own decoding options (e.g. --strategy beam); an unknown option's error
+    lists the ones the domain has.
+    """
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    options = _domain_options(model.domain.generate_options, ctx.args, model.domain.name)
+    targets = {key: _to_float(key, value) for key, value in parse_assignments(condition).items()}
+    items = model.sample(
+        count,
+        temperature=temperature,
+        seed=seed,
+        condition=targets,
+        unique=unique,
+        valid_only=valid_only,
+        **options,
+    )
+    if len(items) < count:
+        click.echo(
+            f"note: found only {len(items):,} of {count:,} items that pass the filters", err=True
+        )
+    _emit(model.domain, items, output)
+
+
+# --- evaluate -----------------------------------------------------------------------------------
+
+
+@click.command("evaluate")
+@click.argument("run")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Held-out items (default: the run's validation split).",
+)
+@click.option(
+    "-n",
+    "samples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Samples for the domain's metrics.",
+)
+@click.option(
+    "-k",
+    "importance_samples",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Importance samples of the IWAE bound.",
+)
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--device", default="auto", show_default=True)
+def evaluate_command(
+    run: str,
+    data: Path | None,
+    samples: int,
+    importance_samples: int,
+    temperature: float,
+    seed: int,
+    as_json: bool,
+    device: str,
+) -> None:
+    """ELBO, IWAE NLL, KL, active units, mutual information and the domain's metrics."""
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    training: list[Any] = []
+    try:
+        training, reference = model.data_splits()
+    except UserError:
+        if data is None:
+            raise
+    if data is not None:
+        reference = _read(model, data)
+    results = model.evaluate(
+        reference,
+        k=importance_samples,
+        samples=samples,
+        temperature=temperature,
+        seed=seed,
+        training=training,
+    )
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        click.echo(
+            _table([("metric", "value"), *((key, _fmt(value)) for key, value in results.items())])
+        )
+
+
+# --- per-item commands --------------------------------------------------------------------------
+
+
+@click.command("reconstruct")
+@click.argument("run")
+@click.argument("items", nargs=-1)
+@click.option("--data", type=click.Path(path_type=Path), help="Read the items from a file.")
+@click.option("-n", "limit", type=click.IntRange(min=1), help="Only the first N items.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True)
+@click.option("--seed", type=int)
+@click.option("--device", default="auto", show_default=True)
+def reconstruct_command(run, items, data, limit, temperature, seed, device) -> None:
+    """Encode and decode items; print each input beside its reconstruction."""
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    inputs = _inputs(model, items, data)[:limit]
+    outputs = model.reconstruct(inputs, temperature=temperature, seed=seed)
+    for original, rebuilt in zip(inputs, outputs, strict=True):
+        click.echo(f"{model.domain.format_item(original)}\t{model.domain.format_item(rebuilt)}")
+
+
+@click.command("interpolate")
+@click.argument("run")
+@click.argument("start")
+@click.argument("end")
+@click.option("--steps", type=click.IntRange(min=2), default=8, show_default=True)
+@click.option(
+    "--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True
+)
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file.")
+@click.option("--device", default="auto", show_default=True)
+def interpolate_command(run, start, end, steps, method, temperature, output, device) -> None:
+    """Decode the latent path between items START and END."""
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    parse = model.domain.parse_item
+    items = model.interpolate(
+        parse(start), parse(end), steps=steps, method=method, temperature=temperature
+    )
+    _emit(model.domain, items, output)
+
+
+@click.command("encode")
+@click.argument("run")
+@click.option("--data", type=click.Path(path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="A .npy file.")
+@click.option("--sample", is_flag=True, help="One posterior sample per item instead of the mean.")
+@click.option("--seed", type=int)
+@click.option("--device", default="auto", show_default=True)
+def encode_command(run, data, output, sample, seed, device) -> None:
+    """Write the latent codes of --data to a .npy file (items x latent_dim)."""
+    from polyvae.model import load
+
+    if output.suffix != ".npy":
+        raise UserError(f"encode writes .npy files, not {output.suffix or 'no suffix'}")
+    model = load(run, device=device)
+    codes = model.encode(_read(model, data), sample=sample, seed=seed)
+    buffer = io.BytesIO()
+    np.save(buffer, codes.astype(np.float32), allow_pickle=False)
+    atomic_write_bytes(output, buffer.getvalue())
+    click.echo(f"wrote {codes.shape[0]:,} x {codes.shape[1]} latent codes to {output}")
+
+
+@click.command("score")
+@click.argument("run")
+@click.option("--data", type=click.Path(path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="A .csv file.")
+@click.option(
+    "-k",
+    "importance_samples",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="1: negative ELBO; more: IWAE NLL.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def score_command(run, data, output, importance_samples, seed, device) -> None:
+    """Anomaly scores (nats; higher is more unusual) of --data, written to a CSV file."""
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    items = _read(model, data)
+    scores = model.score(items, k=importance_samples, seed=seed)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["index", "item", "score"])
+    for index, (item, value) in enumerate(zip(items, scores, strict=True)):
+        writer.writerow([index, model.domain.format_item(item), f"{value:.6f}"])
+    atomic_write_text(output, buffer.getvalue())
+    click.echo(f"wrote {len(items):,} scores to {output}")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _read(model: Any, data: Path) -> list[Any]:
+    from polyvae.trainer import read_items
+
+    items, report = read_items(model.domain, data, model.config | {"max_items": 0})
+    if report.skipped:
+        click.echo(report.summary(), err=True)
+    return items
+
+
+def _inputs(model: Any, items: Sequence[str], data: Path | None) -> list[Any]:
+    if data is not None and items:
+        raise UserError("give items on the command line or --data, not both")
+    if data is not None:
+        return _read(model, data)
+    if not items:
+        raise UserError("no items: give them on the command line or with --data")
+    return [model.domain.parse_item(text) for text in items]
+
+
+def _emit(domain: Any, items: Sequence[Any], output: Path | None) -> None:
+    if output is None:
+        for item in items:
+            click.echo(domain.format_item(item))
+        return
+    if not output.suffix:
+        output = output.with_suffix(domain.default_suffix)
+    domain.write(items, output)
+    click.echo(f"wrote {len(items):,} items to {output}", err=True)
+
+
+def _domain_options(options: Sequence[Option], args: Sequence[str], domain: str) -> dict[str, Any]:
+    """Parse ``--name value`` / ``--flag`` arguments against a domain's declared options."""
+    by_flag = {"--" + option.name.replace("_", "-"): option for option in options}
+    parsed: dict[str, Any] = {}
+    args = list(args)
+    while args:
+        flag = args.pop(0)
+        name, _, inline = flag.partition("=")
+        if name not in by_flag:
+            valid = ", ".join(by_flag) or "none"
+            raise UserError(f"unknown option {flag} for domain '{domain}'; its options: {valid}")
+        option = by_flag[name]
+        if inline:
+            value: Any = inline
+        elif option.type_name == "bool":
+            value = True
+        elif args:
+            value = args.pop(0)
+        else:
+            raise UserError(f"option {name} needs a value")
+        parsed[option.name] = option.coerce(value)
+    return parsed
+
+
+def _to_float(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"condition {name}: {value!r} is not a number") from None
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(row[column])) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

@@ -1,0 +1,253 @@
+"""Typed configuration: every key is declared once with its default and valid values.
+
+A run's config is one flat mapping of engine keys and domain keys. It is resolved in this order,
+each layer overriding the one before: engine defaults, domain defaults, the chosen preset, a
+config file (TOML, YAML or JSON), ``--set key=value`` pairs, and explicit CLI flags.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from polyvae.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key: its default, its type (taken from the default unless given), and
+    optional limits. ``kind`` is one of ``int``, ``float``, ``bool``, ``str`` or ``list``
+    (a list of strings, written ``a,b,c`` on the command line)."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    kind: str | None = None
+
+    @property
+    def type_name(self) -> str:
+        if self.kind:
+            return self.kind
+        if isinstance(self.default, bool):
+            return "bool"
+        if isinstance(self.default, (list, tuple)):
+            return "list"
+        return type(self.default).__name__
+
+    def coerce(self, value: Any) -> Any:
+        """Convert ``value`` (from a file or a ``key=value`` string) to this option's type."""
+        kind, original = self.type_name, value
+        try:
+            if kind == "bool":
+                value = _to_bool(value)
+            elif kind == "int":
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                value = int(value)
+            elif kind == "float":
+                if isinstance(value, bool):
+                    raise ValueError
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError
+            elif kind == "list":
+                if isinstance(value, str):
+                    value = [part.strip() for part in value.split(",") if part.strip()]
+                elif isinstance(value, (list, tuple)):
+                    value = [str(part) for part in value]
+                else:
+                    raise ValueError
+            elif kind == "str" and not isinstance(value, str):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"config key '{self.name}': {original!r} is not a valid {kind}"
+            ) from None
+        self._check_limits(value)
+        return value
+
+    def _check_limits(self, value: Any) -> None:
+        values = value if isinstance(value, list) else [value]
+        if self.choices is not None:
+            for one in values:
+                if one not in self.choices:
+                    valid = ", ".join(str(choice) for choice in self.choices)
+                    raise ConfigError(f"config key '{self.name}': {one!r} is not one of: {valid}")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(
+                f"config key '{self.name}': {value} is below the minimum {self.minimum}"
+            )
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(
+                f"config key '{self.name}': {value} is above the maximum {self.maximum}"
+            )
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError
+
+
+ENGINE_OPTIONS: tuple[Option, ...] = (
+    Option("latent_dim", 32, "size of the latent vector z", minimum=1),
+    Option("epochs", 20, "passes over the training data", minimum=1),
+    Option("max_steps", 0, "stop after this many optimizer steps (0: no limit)", minimum=0),
+    Option("batch_size", 128, "items per optimizer step", minimum=1),
+    Option("lr", 1e-3, "peak learning rate of AdamW", minimum=0.0),
+    Option("weight_decay", 1e-4, "AdamW decoupled weight decay", minimum=0.0),
+    Option(
+        "lr_warmup_steps", 100, "linear learning-rate warm-up before the cosine decay", minimum=0
+    ),
+    Option(
+        "lr_min_ratio",
+        0.1,
+        "final learning rate as a fraction of the peak",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    Option("grad_clip", 1.0, "clip the gradient norm to this value (0: off)", minimum=0.0),
+    Option(
+        "beta_schedule",
+        "linear",
+        "KL weight schedule",
+        choices=("constant", "linear", "cyclical", "logistic"),
+    ),
+    Option("beta_min", 0.0, "KL weight at the start of a warm-up or cycle", minimum=0.0),
+    Option("beta_max", 1.0, "KL weight after warm-up", minimum=0.0),
+    Option("beta_warmup_steps", 2000, "steps of the linear or logistic KL warm-up", minimum=0),
+    Option("beta_cycles", 4, "number of cycles M of the cyclical schedule", minimum=1),
+    Option(
+        "beta_ratio", 0.5, "share R of each cycle spent increasing beta", minimum=0.0, maximum=1.0
+    ),
+    Option(
+        "free_bits",
+        0.0,
+        "minimum KL per latent dimension, in nats, before it is penalised",
+        minimum=0.0,
+    ),
+    Option("condition", [], "item properties the model is conditioned on (e.g. qed,logp)"),
+    Option("predict", [], "item properties a head on z learns to predict (for optimisation)"),
+    Option("property_weight", 1.0, "weight of the property head's squared error", minimum=0.0),
+    Option(
+        "val_fraction", 0.1, "share of the data held out for validation", minimum=0.0, maximum=0.5
+    ),
+    Option(
+        "patience",
+        5,
+        "epochs without a better validation ELBO before stopping (0: never)",
+        minimum=0,
+    ),
+    Option("max_items", 0, "use only the first N items read (0: all)", minimum=0),
+    Option("seed", 0, "seed for initialisation, data order and sampling"),
+    Option("device", "auto", "auto, cpu, cuda, cuda:N or mps"),
+    Option(
+        "precision", "auto", "bf16 autocast on CUDA when auto", choices=("auto", "fp32", "bf16")
+    ),
+    Option("compile", False, "torch.compile the model"),
+)
+
+
+def schema_for(domain_options: Iterable[Option]) -> dict[str, Option]:
+    """The full schema of a domain: the engine's options followed by the domain's own."""
+    schema = {option.name: option for option in ENGINE_OPTIONS}
+    for option in domain_options:
+        if option.name in schema or option.name == "preset":
+            raise ValueError(f"domain option '{option.name}' clashes with an engine option")
+        schema[option.name] = option
+    return schema
+
+
+def resolve_config(
+    schema: Mapping[str, Option],
+    presets: Mapping[str, Mapping[str, Any]],
+    *layers: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Merge ``layers`` over the defaults, validating every key and value.
+
+    A ``preset`` key in any layer selects a preset, whose values sit just above the defaults.
+    """
+    preset = None
+    for layer in layers:
+        preset = layer.get("preset", preset)
+    resolved = {name: option.default for name, option in schema.items()}
+    overrides: list[Mapping[str, Any]] = []
+    if preset is not None:
+        if preset not in presets:
+            valid = ", ".join(presets) or "(this domain has none)"
+            raise ConfigError(f"config key 'preset': {preset!r} is not one of: {valid}")
+        overrides.append(presets[preset])
+    overrides.extend(layers)
+    for layer in overrides:
+        for key, value in layer.items():
+            if key == "preset":
+                continue
+            if key not in schema:
+                raise ConfigError(_unknown_key_message(key, schema))
+            resolved[key] = schema[key].coerce(value)
+    resolved["preset"] = preset
+    return resolved
+
+
+def _unknown_key_message(key: str, schema: Mapping[str, Option]) -> str:
+    close = difflib.get_close_matches(key, list(schema), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown config key '{key}'{hint}; valid keys: {', '.join(['preset', *schema])}"
+
+
+def parse_assignments(pairs: Sequence[str]) -> dict[str, str]:
+    """``["a=1", "b=x,y"]`` -> ``{"a": "1", "b": "x,y"}`` (values are coerced later)."""
+    assignments = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected key=value, got {pair!r}")
+        assignments[key.strip()] = value.strip()
+    return assignments
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a flat config mapping from .toml, .yaml/.yml or .json (safe loaders only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use .toml, .yaml, .yml or .json")
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"config file {path} is not valid {suffix[1:]}: {first_line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return data

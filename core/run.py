@@ -1,0 +1,316 @@
+"""The run directory: one folder per trained model, safe to share (JSON, safetensors, no pickle).
+
+run.json            domain, versions, resolved config, data fingerprint, summary
+model.safetensors   best weights (by validation ELBO)
+codec/              the domain's codec files
+checkpoint/         last weights, optimizer, scheduler, RNG and step state for exact resume
+metrics.jsonl       one line per epoch
+read_report.tsv     records the reader skipped, with where and why (only if any were)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polyvae import __version__
+from polyvae.config import resolve_config, schema_for
+from polyvae.domain import Codec, Domain
+from polyvae.errors import RunError, UserError
+from polyvae.files import (
+    atomic_write_json,
+    atomic_write_text,
+    load_tensors,
+    read_json,
+)
+from polyvae.registry import get_registry
+from polyvae.vae import VAE
+
+RUN_FORMAT = "polyvae-run"
+RUN_FORMAT_VERSION = 1
+# Files a run never contains: loading one would execute code. Their presence means tampering.
+UNSAFE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".bin", ".joblib", ".dill"}
+
+
+@dataclass
+class PropertyScaler:
+    """Standardises item properties; remembers the trained range for sanity checks."""
+
+    names: list[str]
+    mean: list[float]
+    std: list[float]
+    minimum: list[float]
+    maximum: list[float]
+
+    @classmethod
+    def fit(cls, names: Sequence[str], values: np.ndarray) -> PropertyScaler:
+        std = values.std(axis=0)
+        std = np.where(std > 1e-8, std, 1.0)
+        return cls(
+            list(names),
+            values.mean(axis=0).tolist(),
+            std.tolist(),
+            values.min(axis=0).tolist(),
+            values.max(axis=0).tolist(),
+        )
+
+    def normalise(self, values: np.ndarray) -> torch.Tensor:
+        scaled = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+        return torch.as_tensor(scaled, dtype=torch.float32)
+
+    def denormalise(self, values: torch.Tensor) -> np.ndarray:
+        return values.detach().cpu().double().numpy() * self.std + self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "names": self.names,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.minimum,
+            "max": self.maximum,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PropertyScaler | None:
+        if not data:
+            return None
+        return cls(data["names"], data["mean"], data["std"], data["min"], data["max"])
+
+
+class RunDir:
+    """Paths and small helpers of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def codec_dir(self) -> Path:
+        return self.path / "codec"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def read_report_path(self) -> Path:
+        return self.path / "read_report.tsv"
+
+    def exists(self) -> bool:
+        return self.meta_path.is_file()
+
+    def read_meta(self) -> dict[str, Any]:
+        if not self.path.is_dir():
+            raise RunError(f"no run directory at {self.path}")
+        self.refuse_unsafe_files()
+        meta = read_json(self.meta_path)
+        if not isinstance(meta, dict) or meta.get("format") != RUN_FORMAT:
+            raise RunError(f"{self.meta_path} is not a polyvae run file")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
+            raise RunError(
+                f"{self.path} has run format {version!r}; this polyvae {__version__} reads up to "
+                f"{RUN_FORMAT_VERSION} (upgrade polyvae)"
+            )
+        for key in ("domain", "config"):
+            if key not in meta:
+                raise RunError(f"{self.meta_path} has no '{key}'")
+        return meta
+
+    def write_meta(self, meta: Mapping[str, Any]) -> None:
+        atomic_write_json(self.meta_path, dict(meta))
+
+    def refuse_unsafe_files(self) -> None:
+        for file in self.path.rglob("*"):
+            if file.suffix.lower() in UNSAFE_SUFFIXES:
+                raise RunError(
+                    f"refusing to load {self.path}: it contains {file.relative_to(self.path)}, a "
+                    "file type that can execute code when loaded; runs hold only JSON and "
+                    "safetensors"
+                )
+
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
+        lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+        lines.append(json.dumps(dict(record)))
+        atomic_write_text(self.metrics_path, "\n".join(lines) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Drop epoch lines written after the checkpoint we resume from."""
+        kept = [record for record in self.read_metrics() if record["epoch"] <= last_epoch]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in kept))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock so that two trainings never write one run at once."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / ".lock", "w")  # noqa: SIM115 - held for the whole block
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"{self.path} is in use by another polyvae process") from None
+            yield
+        finally:
+            handle.close()
+
+    def replace_checkpoint(self, write: Any) -> None:
+        """Write a new checkpoint folder beside the old one, then swap them, so a crash leaves
+        either the old or the new checkpoint whole."""
+        fresh = self.path / "checkpoint.new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        write(fresh)
+        old = self.path / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint_dir.exists():
+            os.replace(self.checkpoint_dir, old)
+        os.replace(fresh, self.checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def recover_checkpoint(self) -> None:
+        """After a crash in the middle of :meth:`replace_checkpoint`, keep the whole one."""
+        old = self.path / "checkpoint.old"
+        if not self.checkpoint_dir.exists() and old.exists():
+            os.replace(old, self.checkpoint_dir)
+        shutil.rmtree(self.path / "checkpoint.new", ignore_errors=True)
+
+
+def build_vae(
+    domain: Domain,
+    config: Mapping[str, Any],
+    codec: Codec,
+    condition: PropertyScaler | None,
+    predict: PropertyScaler | None,
+) -> VAE:
+    condition_dim = len(condition.names) if condition else 0
+    encoder, decoder = domain.build(config, codec, config["latent_dim"] + condition_dim)
+    feature_dim = getattr(encoder, "feature_dim", None)
+    if not isinstance(feature_dim, int) or feature_dim < 1:
+        raise TypeError(
+            f"domain '{domain.name}': build() returned an encoder without a positive integer "
+            f"'feature_dim' attribute (got {feature_dim!r})"
+        )
+    return VAE(
+        encoder,
+        decoder,
+        latent_dim=config["latent_dim"],
+        condition_dim=condition_dim,
+        property_dim=len(predict.names) if predict else 0,
+    )
+
+
+def load_weights(vae: VAE, path: Path) -> None:
+    state = load_tensors(path)
+    expected = vae.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise RunError(
+            f"{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
+            raise RunError(
+                f"{path}: '{name}' is {tuple(tensor.shape)} {tensor.dtype}, the model expects "
+                f"{tuple(expected[name].shape)} {expected[name].dtype}"
+            )
+    vae.load_state_dict(state)
+
+
+@dataclass
+class LoadedRun:
+    run: RunDir
+    meta: dict[str, Any]
+    domain: Domain
+    config: dict[str, Any]
+    codec: Codec
+    condition: PropertyScaler | None
+    predict: PropertyScaler | None
+
+
+def open_run(path: str | Path, domain: Domain | None = None) -> LoadedRun:
+    """Validate a run directory and load its domain, config and codec (not yet its weights).
+    ``domain`` overrides the registry's (for domains used without installing them)."""
+    run = RunDir(path)
+    meta = run.read_meta()
+    if domain is None:
+        domain = get_registry().get_domain(meta["domain"])
+    elif domain.name != meta["domain"]:
+        raise RunError(f"{run.path} is a '{meta['domain']}' run, not '{domain.name}'")
+    schema = schema_for(domain.options)
+    try:
+        config = resolve_config(
+            schema,
+            domain.presets,
+            {"preset": meta["config"].get("preset")},
+            {key: value for key, value in meta["config"].items() if key != "preset"},
+        )
+    except UserError as error:
+        raise RunError(f"{run.meta_path}: {error}") from None
+    if not run.codec_dir.is_dir():
+        raise RunError(f"{run.path} has no codec/ folder")
+    codec = domain.load_codec(run.codec_dir, config)
+    return LoadedRun(
+        run,
+        meta,
+        domain,
+        config,
+        codec,
+        PropertyScaler.from_dict(meta.get("condition")),
+        PropertyScaler.from_dict(meta.get("predict")),
+    )
+
+
+def resolve_run_path(name_or_path: str | Path) -> Path:
+    """A run directory, or a domain name standing for that domain's bundled pretrained run."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    registry = get_registry()
+    if str(name_or_path) in registry.domains or str(name_or_path) in registry.conflicts:
+        domain = registry.get_domain(str(name_or_path))
+        pretrained = domain.pretrained()
+        if pretrained is None:
+            raise UserError(
+                f"domain '{domain.name}' ships no pretrained run; train one with "
+                f"'polyvae train {domain.name} --data PATH' and pass its directory"
+            )
+        return Path(pretrained)
+    raise UserError(f"'{name_or_path}' is neither a run directory nor an installed domain")
+
+
+def versions_record(domain: Domain) -> dict[str, Any]:
+    plugin = (
+        get_registry().plugin_of(domain.name) if domain.name in get_registry().domains else None
+    )
+    return {
+        "polyvae": __version__,
+        "torch": torch.__version__,
+        "plugin": {"name": plugin.name, "version": plugin.version} if plugin else None,
+    }

@@ -1,0 +1,45 @@
+"""KL-weight (beta) and learning-rate schedules, as pure functions of the optimizer step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def beta_at(step: int, total_steps: int, config: Mapping[str, Any]) -> float:
+    """The KL weight at ``step`` (0-based) of ``total_steps``.
+
+    - constant: ``beta_max`` throughout.
+    - linear: from ``beta_min`` to ``beta_max`` over ``beta_warmup_steps``, then flat.
+    - logistic: a sigmoid centred at half the warm-up (Bowman et al. 2016), 0.7% to 99.3% of the
+      way from ``beta_min`` to ``beta_max`` over ``beta_warmup_steps``.
+    - cyclical (Fu et al. 2019): ``beta_cycles`` equal cycles over the run; in each, a linear rise
+      for the first ``beta_ratio`` share of the cycle, then ``beta_max`` for the rest.
+    """
+    low, high = config["beta_min"], config["beta_max"]
+    schedule = config["beta_schedule"]
+    warmup = config["beta_warmup_steps"]
+    if schedule == "constant":
+        return high
+    if schedule == "linear":
+        fraction = 1.0 if warmup == 0 else min(1.0, step / warmup)
+    elif schedule == "logistic":
+        fraction = 1.0 if warmup == 0 else 1.0 / (1.0 + math.exp(-10.0 * (step / warmup - 0.5)))
+    elif schedule == "cyclical":
+        period = max(1.0, total_steps / config["beta_cycles"])
+        position = (step % period) / period
+        ratio = config["beta_ratio"]
+        fraction = 1.0 if ratio == 0 else min(1.0, position / ratio)
+    else:
+        raise ValueError(f"unknown beta schedule {schedule!r}")
+    return low + (high - low) * fraction
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate: linear warm-up, then cosine decay to ``min_ratio``."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,0 +1,736 @@
+"""Training: one loop for every domain, with exact resume and safe interruption."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from polyvae.config import resolve_config, schema_for
+from polyvae.device import autocast, resolve_device
+from polyvae.domain import Batch, Domain, ReadReport
+from polyvae.errors import RunError, UserError
+from polyvae.files import (
+    atomic_write_text,
+    fingerprint_batch,
+    flatten_state,
+    load_tensors,
+    read_json,
+    save_tensors,
+    unflatten_state,
+)
+from polyvae.registry import get_domain
+from polyvae.run import (
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    LoadedRun,
+    PropertyScaler,
+    RunDir,
+    build_vae,
+    load_weights,
+    open_run,
+    versions_record,
+)
+from polyvae.schedules import beta_at, lr_factor
+from polyvae.vae import active_units, kl_penalty, mutual_information
+
+# Stop when this many optimizer steps in a row produce a non-finite loss.
+MAX_BAD_STEPS = 20
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # complete | early_stopped | interrupted | diverged
+    epochs: int
+    steps: int
+    best_val_elbo: float | None
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights, optimizer and RNG that resume needs."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    step_in_epoch: int = 0  # batches of the current epoch already used
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+    bad_steps: int = 0
+    seconds: float = 0.0
+    epoch_sums: dict[str, float] = field(default_factory=dict)
+
+
+class Callback:
+    """Hooks into the loop; ``trainer.request_stop()`` ends it cleanly with a checkpoint."""
+
+    def on_step_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, record: Mapping[str, Any]) -> None:
+        pass
+
+
+def train(
+    domain: str | Domain,
+    data: str | Path | Sequence[Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train a VAE on ``data`` and write a run directory; or continue the run at ``resume``.
+
+    ``config`` holds engine and domain keys (``polyvae.config``); on resume only ``epochs`` and
+    ``max_steps`` may change, to extend a run.
+    """
+    domain = get_domain(domain) if isinstance(domain, str) else domain
+    if resume is not None:
+        trainer = Trainer.resume(domain, Path(resume), data, config or {}, log)
+    else:
+        trainer = Trainer.fresh(domain, data, config or {}, out, log)
+    trainer.progress = progress
+    trainer.callbacks = list(callbacks)
+    return trainer.fit()
+
+
+class Trainer:
+    def __init__(
+        self,
+        domain: Domain,
+        run: RunDir,
+        config: dict[str, Any],
+        meta: dict[str, Any],
+        items: list[Any],
+        codec: Any,
+        condition: PropertyScaler | None,
+        predict: PropertyScaler | None,
+        log: Callable[[str], None],
+    ) -> None:
+        self.domain, self.run, self.config, self.meta, self.log = domain, run, config, meta, log
+        self.progress = True
+        self.callbacks: list[Callback] = []
+        self.stop_requested = False
+        # Distributed training slots in here: rank 0 alone writes files and shows progress.
+        self.rank, self.world_size = 0, 1
+        self.device = resolve_device(config["device"])
+
+        encoded = codec.encode(items)
+        fingerprint = fingerprint_batch(encoded)
+        self.condition_values = self.predict_values = None
+        if condition:
+            self.condition_values = condition.normalise(domain.properties(items, condition.names))
+        if predict:
+            self.predict_values = predict.normalise(domain.properties(items, predict.names))
+        if meta["data"].setdefault("fingerprint", fingerprint) != fingerprint:
+            raise RunError(
+                f"the data differs from the data {run.path} was trained on; resume with the same "
+                "file, or start a new run"
+            )
+        self.train_index, self.val_index = split_indices(
+            len(items), config["val_fraction"], config["seed"]
+        )
+        self.data = {name: tensor.to(self.device) for name, tensor in encoded.items()}
+        torch.manual_seed(config["seed"])
+        self.vae = build_vae(domain, config, codec, condition, predict).to(self.device)
+        self.forward = torch.compile(self.vae) if config["compile"] else self.vae
+        self.optimizer = torch.optim.AdamW(
+            self.vae.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+        )
+        self.steps_per_epoch = self._batches_per_epoch()
+        total = self.steps_per_epoch * config["epochs"]
+        self.total_steps = min(total, config["max_steps"]) if config["max_steps"] else total
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(
+                step, self.total_steps, config["lr_warmup_steps"], config["lr_min_ratio"]
+            ),
+        )
+        self.state = TrainState()
+        # Sums of posterior means over the epoch so far, for the live active-units count.
+        self.mu_sum = torch.zeros(config["latent_dim"], dtype=torch.float64, device=self.device)
+        self.mu_sq_sum = torch.zeros_like(self.mu_sum)
+
+    # --- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def fresh(
+        cls,
+        domain: Domain,
+        data: str | Path | Sequence[Any] | None,
+        overrides: Mapping[str, Any],
+        out: str | Path | None,
+        log: Callable[[str], None],
+    ) -> Trainer:
+        if data is None:
+            raise UserError("no training data: pass --data PATH")
+        config = resolve_config(schema_for(domain.options), domain.presets, overrides)
+        run = RunDir(out or default_run_dir(domain.name))
+        if run.exists() or (run.path.is_dir() and any(run.path.iterdir())):
+            raise UserError(
+                f"{run.path} already holds files; resume it with --resume or pick --out"
+            )
+        _check_property_names(domain, config)
+        items, report = read_items(domain, data, config)
+        seed_everything(config["seed"])
+        items, condition, predict = _properties(domain, items, config, report, log)
+        run.path.mkdir(parents=True, exist_ok=True)
+        if report.skipped:
+            atomic_write_text(run.read_report_path, "\n".join(report.log_lines()) + "\n")
+            log(f"{report.summary()} (details in {run.read_report_path})")
+        else:
+            log(report.summary())
+        codec = domain.fit_codec(items, config)
+        run.codec_dir.mkdir(exist_ok=True)
+        codec.save(run.codec_dir)
+        meta = {
+            "format": RUN_FORMAT,
+            "format_version": RUN_FORMAT_VERSION,
+            "domain": domain.name,
+            "versions": versions_record(domain),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": config,
+            "data": {
+                "source": str(Path(data).resolve()) if isinstance(data, (str, Path)) else IN_MEMORY,
+                "items": len(items),
+                "read": report.to_dict(),
+            },
+            "condition": condition.to_dict() if condition else None,
+            "predict": predict.to_dict() if predict else None,
+            "status": "training",
+            "summary": {},
+        }
+        trainer = cls(domain, run, config, meta, items, codec, condition, predict, log)
+        meta["data"].update(train=len(trainer.train_index), val=len(trainer.val_index))
+        run.write_meta(meta)
+        return trainer
+
+    @classmethod
+    def resume(
+        cls,
+        domain: Domain,
+        path: Path,
+        data: str | Path | Sequence[Any] | None,
+        overrides: Mapping[str, Any],
+        log: Callable[[str], None],
+    ) -> Trainer:
+        loaded = open_run(path, domain)
+        changed = set(overrides) - {"epochs", "max_steps", "device"}
+        if changed:
+            raise UserError(
+                f"cannot change {', '.join(sorted(changed))} when resuming; only epochs, "
+                "max_steps and device"
+            )
+        loaded.run.recover_checkpoint()
+        if not (loaded.run.checkpoint_dir / "state.json").is_file():
+            raise RunError(f"{path} has no checkpoint to resume from")
+        schema = schema_for(domain.options)
+        config = dict(loaded.config)
+        config.update({key: schema[key].coerce(value) for key, value in overrides.items()})
+        source = data if data is not None else loaded.meta["data"]["source"]
+        if source == IN_MEMORY:
+            raise UserError(f"{path} was trained on in-memory items: pass them again to resume")
+        items, _ = read_items(domain, source, config)
+        items, _, _ = _properties(domain, items, config, None, log)
+        meta = loaded.meta | {"config": config}
+        trainer = cls(
+            domain,
+            loaded.run,
+            config,
+            meta,
+            items,
+            loaded.codec,
+            loaded.condition,
+            loaded.predict,
+            log,
+        )
+        trainer._load_checkpoint()
+        loaded.run.truncate_metrics(trainer.state.epoch)
+        log(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
+        return trainer
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+    def fit(self) -> TrainResult:
+        config = self.config
+        status = "complete"
+        with self.run.lock(), self._stop_on_signals():
+            self.meta["status"] = "training"
+            self._write_meta()
+            while self.state.epoch < config["epochs"] and not self._out_of_steps():
+                status = self._train_epoch()
+                if status != "epoch_done":
+                    break
+                record = self._end_epoch()
+                if self._should_stop_early():
+                    status = "early_stopped"
+                    self.log(
+                        f"stopping early: no better validation ELBO for {config['patience']} epochs"
+                    )
+                    break
+                if self.stop_requested:
+                    status = "interrupted"
+                    break
+                status = "complete"
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, record)
+            if status == "interrupted":
+                self._save_checkpoint()
+                self.log(
+                    f"interrupted at epoch {self.state.epoch + 1}, step {self.state.step}; "
+                    f"checkpoint saved. Continue with: polyvae train {self.domain.name} "
+                    f"--resume {self.run.path}"
+                )
+            if not self.run.weights_path.exists():
+                save_tensors(self.run.weights_path, self.vae.state_dict())
+            self.meta["status"] = status
+            self._write_meta()
+        best = self.state.best_score if math.isfinite(self.state.best_score) else None
+        return TrainResult(self.run.path, status, self.state.epoch, self.state.step, best)
+
+    def _train_epoch(self) -> str:
+        """Run the rest of the current epoch; 'epoch_done', 'interrupted' or 'diverged'."""
+        config, state = self.config, self.state
+        batches = self._epoch_batches(state.epoch)
+        self.vae.train()
+        bar = tqdm(
+            total=len(batches),
+            initial=state.step_in_epoch,
+            desc=f"epoch {state.epoch + 1}/{config['epochs']}",
+            disable=not self.progress or self.rank != 0,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        started = time.perf_counter()
+        with bar:
+            for index in batches[state.step_in_epoch :]:
+                if self._out_of_steps():
+                    break
+                logs = self._train_step(index)
+                state.step_in_epoch += 1
+                if logs is None:
+                    state.bad_steps += 1
+                    if state.bad_steps >= MAX_BAD_STEPS:
+                        self.log(
+                            f"stopping: {MAX_BAD_STEPS} steps in a row gave a non-finite loss "
+                            "(lower lr or raise grad_clip); the last good checkpoint is kept"
+                        )
+                        return "diverged"
+                    continue
+                state.bad_steps = 0
+                bar.update(1)
+                bar.set_postfix(self._running_postfix(), refresh=False)
+                for callback in self.callbacks:
+                    callback.on_step_end(self, logs)
+                if self.stop_requested:
+                    state.seconds += time.perf_counter() - started
+                    return "interrupted"
+        state.seconds += time.perf_counter() - started
+        return "epoch_done"
+
+    def _train_step(self, index: torch.Tensor) -> dict[str, float] | None:
+        config, state = self.config, self.state
+        batch = take(self.data, index)
+        condition = (
+            self.condition_values[index].to(self.device)
+            if self.condition_values is not None
+            else None
+        )
+        beta = beta_at(state.step, self.total_steps, config)
+        with autocast(self.device, config["precision"]):
+            terms = self.forward(batch, condition)
+        recon = -terms["log_px"].mean()
+        kl = terms["kl_per_dim"].sum(-1).mean()
+        loss = recon + beta * kl_penalty(terms["kl_per_dim"], config["free_bits"])
+        property_loss = torch.zeros(())
+        if self.predict_values is not None:
+            target = self.predict_values[index].to(self.device)
+            property_loss = torch.nn.functional.mse_loss(terms["property_pred"], target)
+            loss = loss + config["property_weight"] * property_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        if not torch.isfinite(loss):
+            self.scheduler.step()
+            return None
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.vae.parameters(), config["grad_clip"] if config["grad_clip"] > 0 else math.inf
+        )
+        if not torch.isfinite(grad_norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            return None
+        self.optimizer.step()
+        self.scheduler.step()
+        mu = terms["mu"].detach().double()
+        items = len(index)
+        sums = state.epoch_sums
+        for name, value in (
+            ("loss", loss.item()),
+            ("recon", recon.item()),
+            ("kl", kl.item()),
+            ("property_loss", property_loss.item()),
+            ("grad_norm", float(grad_norm)),
+        ):
+            sums[name] = sums.get(name, 0.0) + value * items
+        sums["items"] = sums.get("items", 0.0) + items
+        sums["beta"] = beta
+        self.mu_sum += mu.sum(0)
+        self.mu_sq_sum += mu.pow(2).sum(0)
+        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(), "beta": beta}
+
+    def _running_postfix(self) -> dict[str, str]:
+        sums = self.state.epoch_sums
+        items = max(sums.get("items", 0.0), 1.0)
+        return {
+            "loss": f"{sums.get('loss', 0.0) / items:.3f}",
+            "recon": f"{sums.get('recon', 0.0) / items:.3f}",
+            "kl": f"{sums.get('kl', 0.0) / items:.2f}",
+            "beta": f"{sums.get('beta', 0.0):.3f}",
+            "au": str(self._train_active_units()),
+        }
+
+    def _train_active_units(self) -> int:
+        items = self.state.epoch_sums.get("items", 0.0)
+        if items < 2:
+            return 0
+        variance = self.mu_sq_sum / items - (self.mu_sum / items).pow(2)
+        return int((variance > 0.01).sum())
+
+    def _end_epoch(self) -> dict[str, Any]:
+        state, sums = self.state, self.state.epoch_sums
+        items = max(sums.get("items", 0.0), 1.0)
+        record: dict[str, Any] = {
+            "epoch": state.epoch + 1,
+            "step": state.step,
+            "loss": sums.get("loss", math.nan) / items,
+            "recon": sums.get("recon", math.nan) / items,
+            "kl": sums.get("kl", math.nan) / items,
+            "beta": sums.get("beta", math.nan),
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": sums.get("grad_norm", math.nan) / items,
+            "active_units": self._train_active_units(),
+        }
+        if self.predict_values is not None:
+            record["property_loss"] = sums.get("property_loss", math.nan) / items
+        record.update({f"val_{key}": value for key, value in self.validate().items()})
+        record["items_per_second"] = sums.get("items", 0.0) / max(state.seconds, 1e-9)
+        record["seconds"] = state.seconds
+        state.epoch += 1
+        state.step_in_epoch = 0
+        state.epoch_sums = {}
+        state.seconds = 0.0
+        self.mu_sum.zero_()
+        self.mu_sq_sum.zero_()
+        score = record.get("val_elbo", -record["loss"])
+        improved = score > state.best_score
+        if improved:
+            state.best_score, state.best_epoch = score, state.epoch
+            state.epochs_without_improvement = 0
+            if self.rank == 0:
+                save_tensors(self.run.weights_path, self.vae.state_dict())
+        else:
+            state.epochs_without_improvement += 1
+        if self.rank == 0:
+            self.run.append_metrics(record)
+        self._save_checkpoint()
+        self.meta["summary"] = {
+            "epochs": state.epoch,
+            "steps": state.step,
+            "best_epoch": state.best_epoch,
+            "best_val_elbo": state.best_score,
+            "last": {key: value for key, value in record.items() if key != "epoch"},
+        }
+        self._write_meta()
+        if self.progress and self.rank == 0:
+            self.log(_format_record(record))
+        return record
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """True ELBO (beta 1, no free bits), KL, active units and MI on the validation items,
+        with fixed noise so epochs compare fairly and training's RNG stream is untouched."""
+        if len(self.val_index) == 0:
+            return {}
+        self.vae.eval()
+        sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
+        mus, logvars = [], []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config["seed"])
+            for index in self.val_index.split(self.config["batch_size"]):
+                condition = (
+                    self.condition_values[index].to(self.device)
+                    if self.condition_values is not None
+                    else None
+                )
+                with autocast(self.device, self.config["precision"]):
+                    terms = self.vae(take(self.data, index), condition)
+                kl = terms["kl_per_dim"].sum(-1)
+                sums["elbo"] += float((terms["log_px"] - kl).sum())
+                sums["recon"] += float(-terms["log_px"].sum())
+                sums["kl"] += float(kl.sum())
+                mus.append(terms["mu"])
+                logvars.append(terms["logvar"])
+            mu, logvar = torch.cat(mus), torch.cat(logvars)
+            results = {key: value / len(self.val_index) for key, value in sums.items()}
+            results["active_units"] = active_units(mu)
+            results["mutual_info"] = mutual_information(mu[:2000], logvar[:2000])
+        self.vae.train()
+        return results
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def _save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        optimizer_skeleton, optimizer_tensors = flatten_state(self.optimizer.state_dict(), "opt")
+        scheduler_skeleton, scheduler_tensors = flatten_state(self.scheduler.state_dict(), "sched")
+        rng_tensors = {"rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng_tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        numpy_state = np.random.get_state()
+        state_json = {
+            "train": self.state.__dict__,
+            "optimizer": optimizer_skeleton,
+            "scheduler": scheduler_skeleton,
+            "rng": {
+                "python": _python_rng_to_json(random.getstate()),
+                "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            },
+        }
+        extra_tensors = {"epoch.mu_sum": self.mu_sum, "epoch.mu_sq_sum": self.mu_sq_sum}
+
+        def write(folder: Path) -> None:
+            save_tensors(folder / "model.safetensors", self.vae.state_dict())
+            save_tensors(
+                folder / "optimizer.safetensors",
+                optimizer_tensors | scheduler_tensors | rng_tensors | extra_tensors,
+            )
+            atomic_write_text(folder / "state.json", _json_dumps(state_json))
+
+        self.run.replace_checkpoint(write)
+
+    def _load_checkpoint(self) -> None:
+        folder = self.run.checkpoint_dir
+        load_weights(self.vae, folder / "model.safetensors")
+        tensors = load_tensors(folder / "optimizer.safetensors")
+        saved = read_json(folder / "state.json")
+        self.optimizer.load_state_dict(unflatten_state(saved["optimizer"], tensors))
+        self.scheduler.load_state_dict(unflatten_state(saved["scheduler"], tensors))
+        self.state = TrainState(**saved["train"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        random.setstate(_python_rng_from_json(saved["rng"]["python"]))
+        kind, keys, *rest = saved["rng"]["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        self.mu_sum.copy_(tensors["epoch.mu_sum"])
+        self.mu_sq_sum.copy_(tensors["epoch.mu_sq_sum"])
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _batches_per_epoch(self) -> int:
+        return len(self._epoch_batches(0))
+
+    def _epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        """This rank's batches of an epoch: a shuffled order fixed by (seed, epoch), so a resumed
+        run sees exactly the batches the interrupted one would have."""
+        sampler = DistributedSampler(
+            range(len(self.train_index)),
+            num_replicas=self.world_size,
+            rank=self.rank,
+            shuffle=True,
+            seed=self.config["seed"],
+        )
+        sampler.set_epoch(epoch)
+        order = self.train_index[torch.tensor(list(sampler), dtype=torch.long)]
+        size = self.config["batch_size"]
+        batches = list(order.split(size))
+        if len(batches) > 1 and len(batches[-1]) < size:
+            batches.pop()  # a tiny last batch only adds noise
+        return batches
+
+    def _out_of_steps(self) -> bool:
+        return bool(self.config["max_steps"]) and self.state.step >= self.config["max_steps"]
+
+    def _should_stop_early(self) -> bool:
+        patience = self.config["patience"]
+        return bool(patience) and self.state.epochs_without_improvement >= patience
+
+    def _write_meta(self) -> None:
+        if self.rank == 0:
+            self.run.write_meta(self.meta)
+
+    @contextmanager
+    def _stop_on_signals(self):
+        """First Ctrl-C or SIGTERM: finish the step, checkpoint, exit. A second: stop now."""
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            self.log("stopping after this step; saving a checkpoint (press Ctrl-C again to abort)")
+
+        try:
+            previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: leave signals alone
+            previous = {}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+# --- module helpers -----------------------------------------------------------------------------
+
+
+IN_MEMORY = "<in-memory items>"
+
+
+def read_items(
+    domain: Domain, data: str | Path | Sequence[Any], config: Mapping[str, Any]
+) -> tuple[list[Any], ReadReport]:
+    """Items from a path (read by the domain) or an in-memory sequence of items."""
+    if isinstance(data, (str, Path)):
+        try:
+            items, report = domain.read(data, config)
+        except FileNotFoundError as error:
+            raise UserError(f"data not found: {error.filename or data}") from None
+    else:
+        items = list(data)
+        report = ReadReport(IN_MEMORY, kept=len(items))
+    if config["max_items"]:
+        items = items[: config["max_items"]]
+        report.kept = len(items)
+    if len(items) < 2:
+        raise UserError(
+            f"{report.source}: need at least 2 usable items to train, found {len(items)}"
+        )
+    return items, report
+
+
+def read_run_data(loaded: LoadedRun) -> tuple[list[Any], list[Any]]:
+    """A run's training and validation items, read from its source exactly as training did."""
+    source = loaded.meta["data"]["source"]
+    if source == IN_MEMORY:
+        raise UserError(f"{loaded.run.path} was trained on in-memory items: pass --data")
+    items, _ = read_items(loaded.domain, source, loaded.config)
+    items, _, _ = _properties(loaded.domain, items, loaded.config, None, lambda message: None)
+    train_index, val_index = split_indices(
+        len(items), loaded.config["val_fraction"], loaded.config["seed"]
+    )
+    return [items[i] for i in train_index.tolist()], [items[i] for i in val_index.tolist()]
+
+
+def _check_property_names(domain: Domain, config: Mapping[str, Any]) -> None:
+    known = set(domain.property_names())
+    for key in ("condition", "predict"):
+        for name in config[key]:
+            if known and name not in known:
+                raise UserError(
+                    f"config key '{key}': unknown property '{name}' for domain '{domain.name}'; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+
+
+def _properties(domain, items, config, report, log):
+    """Drop items whose conditioning or predicted properties cannot be computed (counted), and
+    fit the scalers on the rest."""
+    names = list(dict.fromkeys([*config["condition"], *config["predict"]]))
+    if not names:
+        return items, None, None
+    values = np.asarray(domain.properties(items, names), dtype=np.float64)
+    keep = np.isfinite(values).all(axis=1)
+    if not keep.all():
+        dropped = int((~keep).sum())
+        if report is not None:
+            for position in np.flatnonzero(~keep):
+                report.skip(f"item {position + 1}", f"properties {', '.join(names)} not computable")
+        log(f"dropped {dropped:,} items whose properties could not be computed")
+        items = [item for item, ok in zip(items, keep, strict=False) if ok]
+        values = values[keep]
+    if report is not None:
+        report.kept = len(items)
+    columns = {name: values[:, position] for position, name in enumerate(names)}
+
+    def scaler(selected):
+        if not selected:
+            return None
+        return PropertyScaler.fit(selected, np.stack([columns[n] for n in selected], axis=1))
+
+    return items, scaler(config["condition"]), scaler(config["predict"])
+
+
+def split_indices(count: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded train/validation split of ``count`` items."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(count, generator=generator)
+    val_count = min(count - 1, max(1, round(count * val_fraction))) if val_fraction > 0 else 0
+    return order[val_count:].sort().values, order[:val_count].sort().values
+
+
+def take(data: Batch, index: torch.Tensor) -> Batch:
+    index = index.to(next(iter(data.values())).device)
+    return {name: tensor[index] for name, tensor in data.items()}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def default_run_dir(domain_name: str) -> Path:
+    return Path("runs") / f"{domain_name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _format_record(record: Mapping[str, Any]) -> str:
+    parts = [f"epoch {record['epoch']}"]
+    for key in (
+        "loss",
+        "recon",
+        "kl",
+        "beta",
+        "active_units",
+        "val_elbo",
+        "val_kl",
+        "val_active_units",
+    ):
+        if key in record:
+            value = record[key]
+            parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
+    return " | ".join(parts)
+
+
+def _python_rng_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_rng_from_json(data: list) -> tuple:
+    version, internal, gauss = data
+    return (version, tuple(internal), gauss)
+
+
+def _json_dumps(data: Any) -> str:
+    return json.dumps(data, allow_nan=True) + "\n"

@@ -1,0 +1,1 @@
+"""Bundled data sets and pretrained default runs, found with importlib.resources."""

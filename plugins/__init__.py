@@ -1,0 +1,1 @@
+"""Built-in domain plugins: molecules, text and images, each registered through the `polyvae` entry-point group."""

@@ -1,0 +1,233 @@
+"""Training end to end: the CLI, learning, exact resume, interruption and the run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import polyvae_command, run_polyvae
+from polyvae_gaussmix import mixture
+
+import polyvae
+from polyvae.files import load_tensors
+from polyvae.run import build_vae
+from polyvae.trainer import Callback
+
+FAST = {"batch_size": 32, "latent_dim": 4, "beta_warmup_steps": 50, "lr_warmup_steps": 10}
+
+
+def test_cli_training_learns(tmp_path, plugin_site, mixture_csv, registry):
+    run_dir = tmp_path / "run"
+    result = run_polyvae(
+        ["train", "gaussmix", "--data", mixture_csv, "--out", run_dir, "--epochs", 10, "--quiet"]
+        + [f"--set={key}={value}" for key, value in FAST.items()],
+        site=plugin_site,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "complete: 10 epochs" in result.stdout
+    assert sorted(path.name for path in run_dir.iterdir() if not path.name.startswith(".")) == [
+        "checkpoint",
+        "codec",
+        "metrics.jsonl",
+        "model.safetensors",
+        "run.json",
+    ]
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["domain"] == "gaussmix" and meta["status"] == "complete"
+    assert meta["config"]["epochs"] == 10 and meta["config"]["latent_dim"] == 4
+    assert meta["data"]["fingerprint"].startswith("sha256:") and meta["data"]["items"] == 2000
+    assert meta["versions"]["plugin"] == {"name": "gaussmix", "version": "0.1"}
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [record["epoch"] for record in records] == list(range(1, 11))
+    assert {"loss", "recon", "kl", "beta", "active_units", "val_elbo", "val_mutual_info"} <= set(
+        records[0]
+    )
+
+    model = polyvae.load(run_dir)
+    _, validation = model.data_splits()
+    trained = model.likelihood(validation, k=50)["iwae_nll"]
+    torch.manual_seed(0)
+    model.vae = build_vae(model.domain, model.config, model.codec, None, None).eval()
+    initial = model.likelihood(validation, k=50)["iwae_nll"]
+    # Eight nats of a 6-D standardised mixture at initialisation; training must remove most.
+    assert trained < initial - 2.0, (initial, trained)
+
+
+class StopAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, logs) -> None:
+        if trainer.state.step == self.step:
+            trainer.request_stop()
+
+
+@pytest.mark.parametrize("stop_step", [7, 24])  # mid-epoch, and at an epoch boundary
+def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, registry, stop_step):
+    data = mixture(400, seed=1)
+    config = FAST | {"epochs": 3, "free_bits": 0.05}
+    straight = polyvae.train(
+        "gaussmix", data=list(data), config=config, out=tmp_path / "a", progress=False, log=print
+    )
+    stopped = polyvae.train(
+        "gaussmix",
+        data=list(data),
+        config=config,
+        out=tmp_path / "b",
+        progress=False,
+        callbacks=[StopAt(stop_step)],
+        log=print,
+    )
+    assert stopped.status == "interrupted" and stopped.steps == stop_step
+    resumed = polyvae.train(
+        "gaussmix", data=list(data), resume=tmp_path / "b", progress=False, log=print
+    )
+    assert resumed.status == "complete" and resumed.steps == straight.steps
+    for name in (
+        "checkpoint/model.safetensors",
+        "model.safetensors",
+        "checkpoint/optimizer.safetensors",
+    ):
+        expected, actual = load_tensors(tmp_path / "a" / name), load_tensors(tmp_path / "b" / name)
+        assert expected.keys() == actual.keys()
+        for key in expected:
+            assert torch.equal(expected[key], actual[key]), (name, key)
+    lines_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    lines_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+
+    def strip(line):  # timings differ between runs; everything else must not
+        record = json.loads(line)
+        return {k: v for k, v in record.items() if k not in ("seconds", "items_per_second")}
+
+    assert [strip(line) for line in lines_a] == [strip(line) for line in lines_b]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, plugin_site, mixture_csv):
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(plugin_site), POLYVAE_LOAD_PLUGINS="gaussmix")
+    process = subprocess.Popen(
+        [
+            polyvae_command(),
+            "train",
+            "gaussmix",
+            "--data",
+            str(mixture_csv),
+            "--out",
+            str(run_dir),
+            "--epochs",
+            "500",
+            "--set",
+            "batch_size=16",
+            "--set",
+            "max_items=400",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.time() + 120
+    while not (run_dir / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted at epoch" in stdout and "Traceback" not in stderr
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "interrupted"
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())["train"]
+    assert state["step"] > 0
+    resumed = run_polyvae(
+        ["train", "gaussmix", "--resume", run_dir, "--epochs", state["epoch"] + 1, "--quiet"],
+        site=plugin_site,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+
+
+def test_run_directory_holds_no_pickle(tmp_path, registry):
+    data = list(mixture(64))
+    polyvae.train(
+        "gaussmix",
+        data=data,
+        config=FAST | {"epochs": 1},
+        out=tmp_path / "r",
+        progress=False,
+        log=print,
+    )
+    for path in (tmp_path / "r").rglob("*"):
+        if path.is_file() and path.suffix not in (".json", ".jsonl", ".safetensors", ".lock", ""):
+            pytest.fail(f"unexpected file in a run: {path.name}")
+        if path.is_file() and path.suffix != ".safetensors":
+            assert not path.read_bytes().startswith(b"\x80"), f"{path.name} looks like a pickle"
+
+
+def test_conditioning_and_property_head(tmp_path, registry):
+    data = list(mixture(600, seed=2))
+    config = FAST | {"epochs": 12, "condition": ["first"], "predict": ["norm"]}
+    result = polyvae.train(
+        "gaussmix", data=data, config=config, out=tmp_path / "c", progress=False, log=print
+    )
+    model = polyvae.load(result.run_dir)
+    assert model.condition_names == ["first"]
+    high = np.mean(
+        [item[0] for item in model.sample(300, seed=0, condition={"first": 0.9}, temperature=0.0)]
+    )
+    low = np.mean(
+        [item[0] for item in model.sample(300, seed=0, condition={"first": -0.5}, temperature=0.0)]
+    )
+    assert high > low + 0.5, (high, low)
+    with pytest.raises(polyvae.UserError, match="outside the trained range"):
+        model.sample(2, condition={"first": 50.0})
+    with pytest.raises(polyvae.UserError, match="unknown condition norm"):
+        model.sample(2, condition={"norm": 1.0})
+    record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["property_loss"] < 1.0  # standardised target: 1.0 is predicting the mean
+
+
+def test_early_stopping_and_best_weights(tmp_path, registry):
+    data = list(mixture(200, seed=3))
+    # A learning rate of zero never improves on the first epoch's validation ELBO.
+    config = FAST | {"epochs": 10, "patience": 2, "lr": 0.0}
+    result = polyvae.train(
+        "gaussmix", data=data, config=config, out=tmp_path / "e", progress=False, log=print
+    )
+    assert result.status == "early_stopped" and result.epochs == 3
+
+
+def test_refuses_existing_run_and_missing_data(tmp_path, registry, mixture_csv):
+    data = list(mixture(64))
+    polyvae.train(
+        "gaussmix",
+        data=data,
+        config=FAST | {"epochs": 1},
+        out=tmp_path / "r",
+        progress=False,
+        log=print,
+    )
+    with pytest.raises(polyvae.UserError, match="already holds files"):
+        polyvae.train(
+            "gaussmix", data=data, config=FAST, out=tmp_path / "r", progress=False, log=print
+        )
+    with pytest.raises(polyvae.UserError, match="data not found"):
+        polyvae.train(
+            "gaussmix", data=tmp_path / "none.csv", out=tmp_path / "s", progress=False, log=print
+        )
+    with pytest.raises(polyvae.UserError, match="cannot change lr when resuming"):
+        polyvae.train(
+            "gaussmix",
+            data=data,
+            config={"lr": 1.0},
+            resume=tmp_path / "r",
+            progress=False,
+            log=print,
+        )
+    other = list(mixture(64, seed=9))
+    with pytest.raises(polyvae.RunError, match="data differs"):
+        polyvae.train("gaussmix", data=other, resume=tmp_path / "r", progress=False, log=print)

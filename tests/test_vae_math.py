@@ -1,0 +1,97 @@
+"""The engine's mathematics against known values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from polyvae.config import ENGINE_OPTIONS
+from polyvae.schedules import beta_at, lr_factor
+from polyvae.vae import (
+    active_units,
+    gaussian_kl,
+    gaussian_log_density,
+    kl_penalty,
+    mutual_information,
+)
+
+DEFAULTS = {option.name: option.default for option in ENGINE_OPTIONS}
+
+
+def test_kl_of_known_gaussians():
+    mu = torch.tensor([[0.0, 1.0, -2.0]])
+    logvar = torch.log(torch.tensor([[1.0, 4.0, 0.25]]))
+    # KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1 - ln s^2) / 2
+    expected = [0.0, (4 + 1 - 1 - math.log(4)) / 2, (0.25 + 4 - 1 - math.log(0.25)) / 2]
+    assert gaussian_kl(mu, logvar)[0].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_analytic_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    mu = torch.tensor([0.7, -1.3, 0.1, 2.0])
+    logvar = torch.tensor([-0.5, 0.3, -2.0, 0.0])
+    z = mu + torch.randn(400_000, 4) * (0.5 * logvar).exp()
+    log_q = gaussian_log_density(z, mu, logvar)
+    log_p = gaussian_log_density(z, torch.zeros(4), torch.zeros(4))
+    monte_carlo = (log_q - log_p).mean().item()
+    assert gaussian_kl(mu, logvar).sum().item() == pytest.approx(monte_carlo, abs=0.02)
+
+
+def test_free_bits_floor_each_dimension():
+    kl = torch.tensor([[0.05, 2.0, 0.3], [0.15, 1.0, 0.1]])  # batch means 0.1, 1.5, 0.2
+    assert kl_penalty(kl, 0.0).item() == pytest.approx(1.8)
+    assert kl_penalty(kl, 0.25).item() == pytest.approx(0.25 + 1.5 + 0.25)
+    floored = kl.clone().requires_grad_()
+    kl_penalty(floored, 0.25).backward()
+    # Dimensions under the floor get no gradient; the one above it does.
+    assert floored.grad[:, 0].abs().sum() == 0 and floored.grad[:, 1].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("schedule", "extra", "expected"),
+    [
+        ("constant", {}, {0: 1.0, 500: 1.0, 5000: 1.0}),
+        ("linear", {}, {0: 0.0, 250: 0.25, 1000: 1.0, 5000: 1.0}),
+        ("logistic", {}, {0: 1 / (1 + math.exp(5)), 500: 0.5, 1000: 1 / (1 + math.exp(-5))}),
+        # 4 cycles over 4000 steps, rising over the first half of each cycle.
+        ("cyclical", {}, {0: 0.0, 250: 0.5, 500: 1.0, 999: 1.0, 1000: 0.0, 1250: 0.5}),
+    ],
+)
+def test_beta_schedules(schedule, extra, expected):
+    config = DEFAULTS | {"beta_schedule": schedule, "beta_warmup_steps": 1000} | extra
+    for step, value in expected.items():
+        assert beta_at(step, 4000, config) == pytest.approx(value), (schedule, step)
+
+
+def test_beta_schedule_respects_min_and_max():
+    config = DEFAULTS | {"beta_schedule": "linear", "beta_min": 0.1, "beta_max": 0.05 + 0.1}
+    assert beta_at(0, 100, config) == pytest.approx(0.1)
+    assert beta_at(10_000, 100_000, config) == pytest.approx(0.15)
+
+
+def test_learning_rate_warmup_then_cosine():
+    assert lr_factor(0, 1000, 100, 0.1) == pytest.approx(0.01)
+    assert lr_factor(99, 1000, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(550, 1000, 100, 0.1) == pytest.approx(0.55)
+    assert lr_factor(1000, 1000, 100, 0.1) == pytest.approx(0.1)
+
+
+def test_active_units_counts_varying_means():
+    torch.manual_seed(0)
+    mu = torch.cat([torch.randn(500, 3), 0.01 * torch.randn(500, 2)], dim=1)
+    assert active_units(mu) == 3
+
+
+def test_mutual_information_bounds():
+    torch.manual_seed(0)
+    # Posterior equal to the prior for every x: the code carries no information.
+    assert mutual_information(torch.zeros(1000, 2), torch.zeros(1000, 2)) == pytest.approx(
+        0, abs=0.05
+    )
+    # Far-apart narrow posteriors: I(x; z) approaches log(number of items).
+    mu = torch.arange(200, dtype=torch.float32).unsqueeze(1) * 10
+    assert mutual_information(mu, torch.full((200, 1), -4.0)) == pytest.approx(
+        math.log(200), rel=0.01
+    )
