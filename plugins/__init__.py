@@ -1,1 +1,2 @@
-"""Built-in domain plugins: molecules, text and images, each registered through the `polyvae` entry-point group."""
+"""Built-in domain plugins (molecules, text, images), registered through the `polyvae` entry-point
+group exactly as third-party plugins are."""
