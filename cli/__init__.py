@@ -204,7 +204,9 @@ def sample_command(
         click.echo(
             f"note: found only {len(items):,} of {count:,} items that pass the filters", err=True
         )
-    _emit(model.domain, items, output)
+    if targets:
+        _report_condition(model, items, targets)
+    _emit(model, items, output)
 
 
 # --- evaluate -----------------------------------------------------------------------------------
@@ -317,7 +319,7 @@ def interpolate_command(run, start, end, steps, method, temperature, output, dev
     items = model.interpolate(
         parse(start), parse(end), steps=steps, method=method, temperature=temperature
     )
-    _emit(model.domain, items, output)
+    _emit(model, items, output)
 
 
 @click.command("encode")
@@ -393,15 +395,32 @@ def _inputs(model: Any, items: Sequence[str], data: Path | None) -> list[Any]:
     return [model.domain.parse_item(text) for text in items]
 
 
-def _emit(domain: Any, items: Sequence[Any], output: Path | None) -> None:
+def _emit(model: Any, items: Sequence[Any], output: Path | None) -> None:
+    domain = model.domain
     if output is None:
         for item in items:
             click.echo(domain.format_item(item))
         return
     if not output.suffix:
         output = output.with_suffix(domain.default_suffix)
-    domain.write(items, output)
+    domain.write(items, output, codec=model.codec)
     click.echo(f"wrote {len(items):,} items to {output}", err=True)
+
+
+def _report_condition(model: Any, items: Sequence[Any], targets: dict[str, float]) -> None:
+    """How close the generated items' properties land to the asked-for values."""
+    names = list(targets)
+    values = np.asarray(model.domain.properties(list(items), names), dtype=np.float64)
+    for column, name in enumerate(names):
+        landed = values[:, column][np.isfinite(values[:, column])]
+        if not len(landed):
+            click.echo(f"{name}: target {targets[name]:g}, no item has this property", err=True)
+            continue
+        click.echo(
+            f"{name}: target {targets[name]:g}, generated {landed.mean():.3f} ± {landed.std():.3f} "
+            f"(mean absolute error {np.abs(landed - targets[name]).mean():.3f}, n={len(landed)})",
+            err=True,
+        )
 
 
 def _domain_options(options: Sequence[Option], args: Sequence[str], domain: str) -> dict[str, Any]:

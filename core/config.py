@@ -114,6 +114,12 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
     Option("latent_dim", 32, "size of the latent vector z", minimum=1),
     Option("epochs", 20, "passes over the training data", minimum=1),
     Option("max_steps", 0, "stop after this many optimizer steps (0: no limit)", minimum=0),
+    Option(
+        "time_limit",
+        0.0,
+        "stop cleanly after this many minutes of training, ending with a validated epoch (0: none)",
+        minimum=0.0,
+    ),
     Option("batch_size", 128, "items per optimizer step", minimum=1),
     Option("lr", 1e-3, "peak learning rate of AdamW", minimum=0.0),
     Option("weight_decay", 1e-4, "AdamW decoupled weight decay", minimum=0.0),
@@ -162,6 +168,7 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
     Option("max_items", 0, "use only the first N items read (0: all)", minimum=0),
     Option("seed", 0, "seed for initialisation, data order and sampling"),
     Option("device", "auto", "auto, cpu, cuda, cuda:N or mps"),
+    Option("threads", 0, "CPU threads for torch (0: torch's default, one per core)", minimum=0),
     Option(
         "precision", "auto", "bf16 autocast on CUDA when auto", choices=("auto", "fp32", "bf16")
     ),

@@ -70,6 +70,10 @@ class Codec(Protocol):
     def save(self, directory: Path) -> None:
         """Write the codec's files (JSON, tokenizer.json, ...; never pickle) into ``directory``."""
 
+    # Optional: a codec with a true ``augment`` attribute and an
+    # ``encode_augmented(items, seed) -> Batch`` method gets the training items re-encoded with it
+    # at the start of every epoch (random SMILES, say), seeded by the run's seed and the epoch.
+
 
 class Encoder(nn.Module):
     """Maps a batch to features of shape ``(batch, feature_dim)``; the engine adds the posterior."""
@@ -131,8 +135,9 @@ class Domain(abc.ABC):
         """One item as a line of terminal output."""
         return str(item)
 
-    def write(self, items: Sequence[Any], path: Path, **options: Any) -> None:
-        """Write generated items to ``path``; the default writes one formatted item per line."""
+    def write(self, items: Sequence[Any], path: Path, codec: Codec | None = None) -> None:
+        """Write generated items to ``path``; the default writes one formatted item per line.
+        ``codec`` is the run's, when the items come from a run (e.g. to flag novel items)."""
         if path.suffix.lower() not in (".txt", ""):
             raise UserError(f"domain '{self.name}' writes .txt files, not {path.suffix}")
         from polyvae.files import atomic_write_text

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,15 @@ class Model:
     @property
     def latent_dim(self) -> int:
         return self.vae.latent_dim
+
+    @property
+    def active_dimensions(self) -> torch.Tensor:
+        """Latent dimensions that carry information (validation Var_x E_q[z_d] > 0.01); the
+        others are ignored by the decoder, so latent search leaves them at zero."""
+        variance = self.meta.get("latent_variance")
+        if not variance:
+            return torch.ones(self.latent_dim, dtype=torch.bool)
+        return torch.tensor(variance) > 0.01
 
     @property
     def condition_names(self) -> list[str]:
@@ -142,6 +152,122 @@ class Model:
         ends = self._item_conditions([a, b])
         rows = torch.stack([torch.lerp(ends[0], ends[1], weight) for weight in weights])
         return self._generate(path, rows, temperature, None)
+
+    def neighbours(
+        self,
+        item: Any,
+        n: int = 100,
+        radius: float = 0.5,
+        seed: int | None = None,
+        temperature: float = 0.0,
+    ) -> list[Any]:
+        """``n`` items decoded from points around ``item``'s posterior mean: z + radius * e with
+        e ~ N(0, I). Small radii give close analogues, larger ones more varied items."""
+        if n < 1 or radius < 0:
+            raise UserError("neighbours needs n >= 1 and radius >= 0")
+        centre = torch.as_tensor(self.encode([item]))
+        noise = torch.randn(n, self.latent_dim, generator=self._generator(seed))
+        rows = self._item_conditions([item]).repeat(n, 1)
+        return self._generate(centre + radius * noise, rows, temperature, seed)
+
+    def optimize(
+        self,
+        objective: str | Callable[[list[Any]], np.ndarray],
+        n: int = 100,
+        steps: int = 100,
+        start: Any | None = None,
+        radius: float = 1.0,
+        seed: int | None = None,
+    ) -> list[tuple[Any, float]]:
+        """Search the latent space for items that score high; the best ``n`` distinct items and
+        their scores, best first.
+
+        ``objective`` is either the name of a property the run's property head predicts
+        (``predict``), climbed by gradient ascent on the head from ``n`` starting points; or a
+        function from items to scores (NaN for unusable items), searched without gradients by
+        the cross-entropy method (``steps`` // 10 rounds of sampling, decoding and refitting a
+        Gaussian to the best fifth). Either way the decoded items are scored for real: by the
+        domain's ``properties`` for a named property, by the function otherwise. The search
+        starts around ``start``'s latent point when given, else from the prior.
+        """
+        if n < 1 or steps < 1:
+            raise UserError("optimize needs n >= 1 and steps >= 1")
+        generator = self._generator(seed)
+        centre = (
+            torch.as_tensor(self.encode([start]))[0]
+            if start is not None
+            else torch.zeros(self.latent_dim)
+        )
+        if isinstance(objective, str):
+            score = functools.partial(self._property_scores, objective)
+            candidates = self._ascend(objective, centre, n, steps, radius, generator)
+        else:
+            score = objective
+            candidates = self._cross_entropy(objective, centre, n, steps, radius, generator)
+        return self._best(candidates, score, n)
+
+    def _property_scores(self, name: str, items: list[Any]) -> np.ndarray:
+        return np.asarray(self.domain.properties(items, [name]), dtype=np.float64)[:, 0]
+
+    def _ascend(self, name, centre, n, steps, radius, generator) -> list[Any]:
+        """Gradient ascent on the property head, with a standard-normal log-prior term that keeps
+        z where the decoder has seen data; candidates are decoded five times along the way."""
+        predict = self.loaded.predict
+        if predict is None or name not in predict.names:
+            trained = ", ".join(predict.names) if predict else "none"
+            raise UserError(
+                f"this run's property head does not predict '{name}' (it predicts: {trained}); "
+                f"train with --set predict={name}, or optimise a scoring function instead"
+            )
+        column = predict.names.index(name)
+        # Moving along dimensions the decoder ignores would only fool the head.
+        active = self.active_dimensions.float()
+        noise = torch.randn(n, self.latent_dim, generator=generator)
+        z = ((centre + radius * noise) * active).to(self.device).requires_grad_(True)
+        active = active.to(self.device)
+        optimizer = torch.optim.Adam([z], lr=0.05)
+        condition = self._condition_from_targets(None, n)
+        candidates: list[Any] = []
+        for step in range(1, steps + 1):
+            prediction = self.vae.property_head(z)[:, column]
+            log_prior = -0.5 * z.pow(2).sum(-1)
+            loss = -(prediction + 0.1 * log_prior).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            z.grad *= active
+            optimizer.step()
+            if step % max(1, steps // 5) == 0 or step == steps:
+                candidates += self._generate(z.detach().cpu(), condition, 0.0, None)
+        return candidates
+
+    def _cross_entropy(self, score, centre, n, steps, radius, generator) -> list[Any]:
+        population = max(2 * n, 64)
+        elite = max(2, population // 5)
+        mean = centre.clone()
+        spread = torch.full((self.latent_dim,), float(radius)) * self.active_dimensions
+        candidates: list[Any] = []
+        for _ in range(max(1, steps // 10)):
+            z = mean + spread * torch.randn(population, self.latent_dim, generator=generator)
+            items = self._generate(z, self._condition_from_targets(None, population), 0.0, None)
+            values = np.nan_to_num(np.asarray(score(items), dtype=np.float64), nan=-np.inf)
+            best = torch.as_tensor(np.argsort(-values)[:elite].copy())
+            mean = z[best].mean(0)
+            spread = z[best].std(0).clamp(min=0.05) * self.active_dimensions
+            candidates += items
+        return candidates
+
+    def _best(self, candidates, score, n) -> list[tuple[Any, float]]:
+        unique = list({self.domain.format_item(item): item for item in candidates}.values())
+        values = np.asarray(score(unique), dtype=np.float64) if unique else np.zeros(0)
+        ranked = sorted(
+            (
+                (item, float(value))
+                for item, value in zip(unique, values, strict=True)
+                if np.isfinite(value)
+            ),
+            key=lambda pair: -pair[1],
+        )
+        return ranked[:n]
 
     # --- likelihoods ---------------------------------------------------------------------------
 

@@ -231,7 +231,13 @@ def _check_model(domain: Domain, model: Model, items: list, tmp_path: Path) -> N
     text = domain.format_item(samples[0])
     _expect(isinstance(text, str), f"{domain.name}.format_item(item)", "a str", type(text).__name__)
     output = tmp_path / f"samples{domain.default_suffix}"
-    _call(f"{domain.name}.write(items, {output.name})", domain.write, samples, output)
+    _call(
+        f"{domain.name}.write(items, {output.name})",
+        domain.write,
+        samples,
+        output,
+        codec=model.codec,
+    )
     _expect(
         output.exists() and output.stat().st_size > 0,
         f"{domain.name}.write(items, {output.name})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import random
@@ -47,6 +48,8 @@ from polyvae.run import (
 from polyvae.schedules import beta_at, lr_factor
 from polyvae.vae import active_units, kl_penalty, mutual_information
 
+# Keys that may change when a run is resumed: how long and where it runs, not what it learns.
+RESUMABLE_KEYS = {"epochs", "max_steps", "time_limit", "device", "threads"}
 # Stop when this many optimizer steps in a row produce a non-finite loss.
 MAX_BAD_STEPS = 20
 
@@ -69,6 +72,7 @@ class TrainState:
     step_in_epoch: int = 0  # batches of the current epoch already used
     best_score: float = -math.inf
     best_epoch: int = 0
+    best_in_warmup: bool = False
     epochs_without_improvement: int = 0
     bad_steps: int = 0
     seconds: float = 0.0
@@ -130,9 +134,17 @@ class Trainer:
         # Distributed training slots in here: rank 0 alone writes files and shows progress.
         self.rank, self.world_size = 0, 1
         self.device = resolve_device(config["device"])
+        if config["threads"]:
+            # More threads than free cores makes CPU training many times slower, not faster.
+            torch.set_num_threads(config["threads"])
 
         encoded = codec.encode(items)
         fingerprint = fingerprint_batch(encoded)
+        self.items, self.codec = items, codec
+        # Codecs that augment (e.g. random SMILES) re-encode the training items every epoch.
+        self.augmenting = bool(getattr(codec, "augment", False)) and callable(
+            getattr(codec, "encode_augmented", None)
+        )
         self.condition_values = self.predict_values = None
         if condition:
             self.condition_values = condition.normalise(domain.properties(items, condition.names))
@@ -231,11 +243,11 @@ class Trainer:
         log: Callable[[str], None],
     ) -> Trainer:
         loaded = open_run(path, domain)
-        changed = set(overrides) - {"epochs", "max_steps", "device"}
+        changed = set(overrides) - RESUMABLE_KEYS
         if changed:
             raise UserError(
-                f"cannot change {', '.join(sorted(changed))} when resuming; only epochs, "
-                "max_steps and device"
+                f"cannot change {', '.join(sorted(changed))} when resuming; only "
+                f"{', '.join(sorted(RESUMABLE_KEYS))}"
             )
         loaded.run.recover_checkpoint()
         if not (loaded.run.checkpoint_dir / "state.json").is_file():
@@ -273,6 +285,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         config = self.config
         status = "complete"
+        self.started = time.monotonic()
         with self.run.lock(), self._stop_on_signals():
             self.meta["status"] = "training"
             self._write_meta()
@@ -311,6 +324,8 @@ class Trainer:
         """Run the rest of the current epoch; 'epoch_done', 'interrupted' or 'diverged'."""
         config, state = self.config, self.state
         batches = self._epoch_batches(state.epoch)
+        if self.augmenting:
+            self._augment_epoch(state.epoch)
         self.vae.train()
         bar = tqdm(
             total=len(batches),
@@ -349,7 +364,11 @@ class Trainer:
 
     def _train_step(self, index: torch.Tensor) -> dict[str, float] | None:
         config, state = self.config, self.state
-        batch = take(self.data, index)
+        batch = (
+            take(self.epoch_data, self.epoch_row[index])
+            if self.augmenting
+            else take(self.data, index)
+        )
         condition = (
             self.condition_values[index].to(self.device)
             if self.condition_values is not None
@@ -398,6 +417,16 @@ class Trainer:
         self.mu_sq_sum += mu.pow(2).sum(0)
         return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(), "beta": beta}
 
+    def _augment_epoch(self, epoch: int) -> None:
+        """This epoch's encoding of the training items, from a seed fixed by (seed, epoch) so
+        that a resumed run sees the same variants."""
+        train_items = [self.items[i] for i in self.train_index.tolist()]
+        seed = self.config["seed"] * 1_000_003 + epoch
+        encoded = self.codec.encode_augmented(train_items, seed)
+        self.epoch_data = {name: tensor.to(self.device) for name, tensor in encoded.items()}
+        self.epoch_row = torch.full((len(self.items),), -1, dtype=torch.long)
+        self.epoch_row[self.train_index] = torch.arange(len(self.train_index))
+
     def _running_postfix(self) -> dict[str, str]:
         sums = self.state.epoch_sums
         items = max(sums.get("items", 0.0), 1.0)
@@ -442,12 +471,18 @@ class Trainer:
         self.mu_sum.zero_()
         self.mu_sq_sum.zero_()
         score = record.get("val_elbo", -record["loss"])
-        improved = score > state.best_score
+        # While beta still rises the ELBO falls as the latent comes into use, so during warm-up
+        # the latest weights are kept and model selection and early stopping wait.
+        warming = self._beta_warming_up()
+        improved = warming or state.best_in_warmup or score > state.best_score
         if improved:
             state.best_score, state.best_epoch = score, state.epoch
+            state.best_in_warmup = warming
             state.epochs_without_improvement = 0
             if self.rank == 0:
                 save_tensors(self.run.weights_path, self.vae.state_dict())
+            # Var_x E_q[z_d] of the best weights: which dimensions carry information.
+            self.meta["latent_variance"] = getattr(self, "latent_variance", None)
         else:
             state.epochs_without_improvement += 1
         if self.rank == 0:
@@ -493,6 +528,7 @@ class Trainer:
             mu, logvar = torch.cat(mus), torch.cat(logvars)
             results = {key: value / len(self.val_index) for key, value in sums.items()}
             results["active_units"] = active_units(mu)
+            self.latent_variance = mu.float().var(dim=0).tolist() if len(mu) > 1 else None
             results["mutual_info"] = mutual_information(mu[:2000], logvar[:2000])
         self.vae.train()
         return results
@@ -569,8 +605,17 @@ class Trainer:
             batches.pop()  # a tiny last batch only adds noise
         return batches
 
+    def _beta_warming_up(self) -> bool:
+        schedule = self.config["beta_schedule"]
+        warmup = self.config["beta_warmup_steps"]
+        return schedule in ("linear", "logistic") and self.state.step < warmup
+
     def _out_of_steps(self) -> bool:
-        return bool(self.config["max_steps"]) and self.state.step >= self.config["max_steps"]
+        """Past max_steps or the time limit: the current epoch ends early and the run ends."""
+        if self.config["max_steps"] and self.state.step >= self.config["max_steps"]:
+            return True
+        limit = self.config["time_limit"] * 60
+        return bool(limit) and time.monotonic() - self.started > limit
 
     def _should_stop_early(self) -> bool:
         patience = self.config["patience"]
@@ -647,9 +692,11 @@ def _check_property_names(domain: Domain, config: Mapping[str, Any]) -> None:
     for key in ("condition", "predict"):
         for name in config[key]:
             if known and name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise UserError(
-                    f"config key '{key}': unknown property '{name}' for domain '{domain.name}'; "
-                    f"known: {', '.join(sorted(known))}"
+                    f"config key '{key}': unknown property '{name}' for domain "
+                    f"'{domain.name}'{hint}"
                 )
 
 

@@ -194,11 +194,23 @@ def test_conditioning_and_property_head(tmp_path, registry):
 def test_early_stopping_and_best_weights(tmp_path, registry):
     data = list(mixture(200, seed=3))
     # A learning rate of zero never improves on the first epoch's validation ELBO.
-    config = FAST | {"epochs": 10, "patience": 2, "lr": 0.0}
+    config = FAST | {"epochs": 10, "patience": 2, "lr": 0.0, "beta_schedule": "constant"}
     result = polyvae.train(
         "gaussmix", data=data, config=config, out=tmp_path / "e", progress=False, log=print
     )
     assert result.status == "early_stopped" and result.epochs == 3
+
+
+def test_model_selection_waits_for_the_kl_warm_up(tmp_path, registry):
+    data = list(mixture(300, seed=3))
+    # 8 steps an epoch: the warm-up ends during epoch 4; best weights can only come after it.
+    config = FAST | {"epochs": 6, "beta_warmup_steps": 30, "patience": 1}
+    result = polyvae.train(
+        "gaussmix", data=data, config=config, out=tmp_path / "w", progress=False, log=print
+    )
+    meta = json.loads((tmp_path / "w" / "run.json").read_text())
+    assert meta["summary"]["best_epoch"] >= 4
+    assert result.epochs >= 5  # no early stop while beta was rising
 
 
 def test_refuses_existing_run_and_missing_data(tmp_path, registry, mixture_csv):

@@ -123,7 +123,7 @@ class GaussMixDomain(Domain):
     def format_item(self, item: Any) -> str:
         return ",".join(f"{value:.5g}" for value in item)
 
-    def write(self, items: Sequence[Any], path: Path, **options: Any) -> None:
+    def write(self, items: Sequence[Any], path: Path, codec: Standardiser | None = None) -> None:
         if path.suffix not in (".csv", ".txt"):
             raise UserError(f"gaussmix writes .csv or .txt, not {path.suffix}")
         atomic_write_text(path, "".join(self.format_item(item) + "\n" for item in items))
