@@ -235,6 +235,13 @@ def sample_command(
     show_default=True,
     help="Importance samples of the IWAE bound.",
 )
+@click.option(
+    "--likelihood-items",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Random held-out items for ELBO/IWAE/KL/AU/MI (0: all).",
+)
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -244,6 +251,7 @@ def evaluate_command(
     data: Path | None,
     samples: int,
     importance_samples: int,
+    likelihood_items: int,
     temperature: float,
     seed: int,
     as_json: bool,
@@ -268,6 +276,7 @@ def evaluate_command(
         temperature=temperature,
         seed=seed,
         training=training,
+        likelihood_items=likelihood_items,
     )
     if as_json:
         click.echo(json.dumps(results, indent=2))

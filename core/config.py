@@ -190,16 +190,18 @@ def resolve_config(
     schema: Mapping[str, Option],
     presets: Mapping[str, Mapping[str, Any]],
     *layers: Mapping[str, Any],
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge ``layers`` over the defaults, validating every key and value.
 
-    A ``preset`` key in any layer selects a preset, whose values sit just above the defaults.
+    ``base`` (a domain's own engine defaults) sits just above the defaults; a ``preset`` key in
+    any layer selects a preset, whose values sit above ``base``.
     """
     preset = None
     for layer in layers:
         preset = layer.get("preset", preset)
     resolved = {name: option.default for name, option in schema.items()}
-    overrides: list[Mapping[str, Any]] = []
+    overrides: list[Mapping[str, Any]] = [base or {}]
     if preset is not None:
         if preset not in presets:
             valid = ", ".join(presets) or "(this domain has none)"

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from torch import Tensor, nn
 
-from polyvae.config import Option
+from polyvae.config import Option, resolve_config, schema_for
 from polyvae.errors import UserError
 
 Batch = dict[str, Tensor]
@@ -106,6 +106,8 @@ class Domain(abc.ABC):
     description: str = ""
     options: Sequence[Option] = ()
     presets: Mapping[str, Mapping[str, Any]] = {}
+    # The domain's own defaults for engine keys (e.g. free_bits for text), below any preset.
+    engine_defaults: Mapping[str, Any] = {}
     # The file type ``polyvae sample`` writes when -o names no suffix.
     default_suffix: str = ".txt"
     # Extra keyword options of ``Decoder.generate`` (decoding strategy, top-k, ...); the CLI
@@ -114,6 +116,12 @@ class Domain(abc.ABC):
 
     def default_config(self) -> dict[str, Any]:
         return {option.name: option.default for option in self.options}
+
+    def resolve_config(self, *layers: Mapping[str, Any]) -> dict[str, Any]:
+        """The full validated config (engine and domain keys) for these override layers."""
+        return resolve_config(
+            schema_for(self.options), self.presets, *layers, base=self.engine_defaults
+        )
 
     # --- data ----------------------------------------------------------------------------------
 

@@ -331,10 +331,17 @@ class Model:
         temperature: float = 1.0,
         seed: int = 0,
         training: Sequence[Any] = (),
+        likelihood_items: int = 1000,
     ) -> dict[str, float]:
-        """:meth:`likelihood` on ``items``, plus the domain's sample-quality metrics (and those
-        plugins add) for ``samples`` generated items against ``items`` and ``training``."""
-        results = self.likelihood(items, k=k, seed=seed)
+        """:meth:`likelihood` on a seeded random subset of ``likelihood_items`` of ``items`` (the
+        IWAE bound costs ``k`` decoder passes an item), plus the domain's sample-quality metrics
+        (and those plugins add) for ``samples`` generated items against all ``items`` and
+        ``training``."""
+        subset = list(items)
+        if 0 < likelihood_items < len(subset):
+            chosen = torch.randperm(len(subset), generator=self._generator(seed))
+            subset = [subset[i] for i in chosen[:likelihood_items].tolist()]
+        results = self.likelihood(subset, k=k, seed=seed)
         if samples:
             generated = self.sample(samples, temperature=temperature, seed=seed)
             reference, training = list(items), list(training)

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from polyvae import __version__
-from polyvae.config import resolve_config, schema_for
 from polyvae.domain import Codec, Domain
 from polyvae.errors import RunError, UserError
 from polyvae.files import (
@@ -263,14 +262,9 @@ def open_run(path: str | Path, domain: Domain | None = None) -> LoadedRun:
         domain = get_registry().get_domain(meta["domain"])
     elif domain.name != meta["domain"]:
         raise RunError(f"{run.path} is a '{meta['domain']}' run, not '{domain.name}'")
-    schema = schema_for(domain.options)
     try:
-        config = resolve_config(
-            schema,
-            domain.presets,
-            {"preset": meta["config"].get("preset")},
-            {key: value for key, value in meta["config"].items() if key != "preset"},
-        )
+        # The stored config names every key, so this validates it and nothing else changes.
+        config = domain.resolve_config(meta["config"])
     except UserError as error:
         raise RunError(f"{run.meta_path}: {error}") from None
     if not run.codec_dir.is_dir():

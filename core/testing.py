@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyvae.config import resolve_config, schema_for
 from polyvae.domain import Codec, Domain
 from polyvae.model import Model, load
 from polyvae.trainer import train
@@ -50,7 +49,7 @@ def check_domain(
         raise ConformanceError(f"check_domain needs at least 8 items, got {len(items)}")
     tmp_path = Path(tmp_path)
     overrides = {**KIT_CONFIG, **(config or {})}
-    resolved = resolve_config(schema_for(domain.options), domain.presets, overrides)
+    resolved = domain.resolve_config(overrides)
     _check_identity(domain)
     codec = _call(f"{domain.name}.fit_codec(items, config)", domain.fit_codec, items, resolved)
     batch = _check_codec(domain, codec, items, resolved, tmp_path / "codec")

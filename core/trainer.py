@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from polyvae.config import resolve_config, schema_for
+from polyvae.config import schema_for
 from polyvae.device import autocast, resolve_device
 from polyvae.domain import Batch, Domain, ReadReport
 from polyvae.errors import RunError, UserError
@@ -192,7 +193,7 @@ class Trainer:
     ) -> Trainer:
         if data is None:
             raise UserError("no training data: pass --data PATH")
-        config = resolve_config(schema_for(domain.options), domain.presets, overrides)
+        config = domain.resolve_config(overrides)
         run = RunDir(out or default_run_dir(domain.name))
         if run.exists() or (run.path.is_dir() and any(run.path.iterdir())):
             raise UserError(
@@ -679,6 +680,9 @@ def read_run_data(loaded: LoadedRun) -> tuple[list[Any], list[Any]]:
     source = loaded.meta["data"]["source"]
     if source == IN_MEMORY:
         raise UserError(f"{loaded.run.path} was trained on in-memory items: pass --data")
+    if not Path(source).is_absolute():
+        # Bundled runs name their data relative to the installed polyvae.data package.
+        source = Path(str(resources.files("polyvae.data"))) / source
     items, _ = read_items(loaded.domain, source, loaded.config)
     items, _, _ = _properties(loaded.domain, items, loaded.config, None, lambda message: None)
     train_index, val_index = split_indices(

@@ -1,0 +1,224 @@
+"""The molecules domain: SMILES (or SELFIES) strings through GRU networks, scored with RDKit."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polyvae.config import Option
+from polyvae.domain import Domain, ReadReport
+from polyvae.errors import UserError
+from polyvae.plugins.molecules import chemistry, writers
+from polyvae.plugins.molecules.codec import MoleculeCodec, sequence_problem
+from polyvae.plugins.molecules.reader import read_smiles
+from polyvae.plugins.sequence import SequenceDecoder, SequenceEncoder
+
+# The MOSES VAE (Polykovskiy et al. 2020), as configured in molsets 0.3.1 (moses/vae/config.py,
+# trainer.py): a one-layer 256-unit GRU encoder (one direction), a 3-layer 512-unit GRU decoder,
+# z of 128, Adam at a constant 3e-4 (its SGDR restarts between equal rates), gradients clipped at
+# 50, batches of 512, 100 epochs with the KL weight rising linearly from 0 to 0.05 over all of them.
+# MOSES averages the reconstruction loss over tokens, where polyvae's ELBO sums it over each
+# molecule; so its KL weight and clipping norm are scaled by its mean tokens per molecule here.
+MOSES_TOKENS_PER_MOLECULE = 36.86  # mean SMILES characters of the MOSES training set, plus <eos>
+MOSES_PRESET: dict[str, Any] = {
+    "latent_dim": 128,
+    "encoder_hidden": 256,
+    "encoder_layers": 1,
+    "encoder_bidirectional": False,
+    "decoder_hidden": 512,
+    "decoder_layers": 3,
+    # MOSES embeds one-hot characters (about 30); 32 learned dimensions for the atom tokens.
+    "embedding_dim": 32,
+    "word_dropout": 0.0,
+    "max_length": 100,  # MOSES samples up to 100 tokens
+    "batch_size": 512,
+    "epochs": 100,
+    "lr": 3e-4,
+    "lr_warmup_steps": 0,
+    "lr_min_ratio": 1.0,
+    "weight_decay": 0.0,
+    "grad_clip": 50 * MOSES_TOKENS_PER_MOLECULE,
+    "beta_schedule": "linear",
+    "beta_min": 0.0,
+    "beta_max": 0.05 * MOSES_TOKENS_PER_MOLECULE,
+    # 100 epochs of the 1.58M MOSES training molecules less the 10% validation share, at 512 a
+    # batch: 2,785 steps an epoch.
+    "beta_warmup_steps": 278_500,
+    "patience": 0,
+}
+
+# Sized for a 2-core CPU (about 190 molecules a second per core): the bundled default is this
+# preset trained for 4 epochs of the bundled 250k sample. SELFIES keeps every sample a valid
+# molecule, which a short CPU budget cannot buy for SMILES.
+# Share of molecules that must match the bundled test set, in order, to use its shipped
+# statistics (RDKit releases canonicalise a few SMILES differently: 1 in 3,000 here).
+BUNDLED_MATCH = 0.995
+
+SMALL_PRESET: dict[str, Any] = {
+    "representation": "selfies",
+    "latent_dim": 64,
+    "embedding_dim": 32,
+    "encoder_hidden": 128,
+    "encoder_layers": 1,
+    "encoder_bidirectional": True,
+    "decoder_hidden": 256,
+    "decoder_layers": 2,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "epochs": 4,
+    "beta_warmup_steps": 1500,
+}
+
+
+class MoleculesDomain(Domain):
+    """Items are canonical SMILES strings; see the module docstrings of the reader, codec,
+    chemistry and writers for each piece."""
+
+    name = "molecules"
+    description = "small molecules as SMILES or SELFIES, GRU encoder and decoder, RDKit scoring"
+    default_suffix = ".csv"
+    options = (
+        Option(
+            "representation",
+            "smiles",
+            "token strings the networks see: atom-level SMILES, or SELFIES",
+            choices=("smiles", "selfies"),
+        ),
+        Option(
+            "column",
+            "smiles",
+            "CSV column of the SMILES; the default also finds one named like Canonical_SMILES",
+        ),
+        Option("max_length", 100, "most tokens per molecule; longer ones are skipped", minimum=1),
+        Option("embedding_dim", 64, "size of the token embeddings", minimum=1),
+        Option("encoder_hidden", 256, "units per direction of each encoder GRU layer", minimum=1),
+        Option("encoder_layers", 1, "encoder GRU layers", minimum=1),
+        Option("encoder_bidirectional", True, "read the tokens in both directions"),
+        Option("decoder_hidden", 256, "units of each decoder GRU layer", minimum=1),
+        Option("decoder_layers", 2, "decoder GRU layers", minimum=1),
+        Option(
+            "word_dropout",
+            0.0,
+            "share of decoder input tokens replaced by <unk> in training",
+            minimum=0.0,
+            maximum=1.0,
+        ),
+        Option("augment", False, "train on a fresh randomised SMILES of each molecule each epoch"),
+    )
+    presets = {"small": SMALL_PRESET, "moses": MOSES_PRESET}
+    generate_options = (
+        Option("top_k", 0, "sample only among the k most likely tokens (0: all)", minimum=0),
+        Option(
+            "top_p",
+            1.0,
+            "sample only among the most likely tokens that hold this probability",
+            minimum=0.0,
+            maximum=1.0,
+        ),
+        Option("max_length", 0, "most tokens per molecule (0: the run's max_length)", minimum=0),
+    )
+
+    # --- data ----------------------------------------------------------------------------------
+
+    def read(self, source: str | Path, config: Mapping[str, Any]) -> tuple[list[str], ReadReport]:
+        check = functools.partial(
+            sequence_problem,
+            representation=config["representation"],
+            max_length=config["max_length"],
+        )
+        return read_smiles(source, config["column"], check)
+
+    def parse_item(self, text: str) -> str:
+        smiles = chemistry.canonical_smiles(text)
+        if smiles is None:
+            raise UserError(f"'{text}': {chemistry.diagnose(text)}")
+        return smiles
+
+    def is_valid(self, item: str) -> bool:
+        return chemistry.parse(item) is not None
+
+    def write(self, items: Sequence[str], path: Path, codec: MoleculeCodec | None = None) -> None:
+        """See :func:`writers.write`; with the run's ``codec``, molecules are flagged novel when
+        they were not in its training data."""
+        writers.write(items, path, novel=None if codec is None else codec.novel(items))
+
+    # --- model ---------------------------------------------------------------------------------
+
+    def fit_codec(self, items: Sequence[str], config: Mapping[str, Any]) -> MoleculeCodec:
+        return MoleculeCodec.fit(items, config["representation"], config["augment"], config["seed"])
+
+    def load_codec(self, directory: Path, config: Mapping[str, Any]) -> MoleculeCodec:
+        return MoleculeCodec.load(directory)
+
+    def build(
+        self, config: Mapping[str, Any], codec: MoleculeCodec, latent_dim: int
+    ) -> tuple[SequenceEncoder, SequenceDecoder]:
+        encoder = SequenceEncoder(
+            codec.vocab_size,
+            config["embedding_dim"],
+            config["encoder_hidden"],
+            config["encoder_layers"],
+            config["encoder_bidirectional"],
+        )
+        decoder = SequenceDecoder(
+            codec.vocab_size,
+            config["embedding_dim"],
+            config["decoder_hidden"],
+            config["decoder_layers"],
+            latent_dim,
+            config["max_length"],
+            config["word_dropout"],
+        )
+        return encoder, decoder
+
+    # --- quality and properties ----------------------------------------------------------------
+
+    def metrics(
+        self, generated: Sequence[str], reference: Sequence[str], training: Sequence[str]
+    ) -> dict[str, float]:
+        """The MOSES suite, its "/Test" metrics against ``reference``; novelty is NaN without
+        the training items."""
+        # Imported here: the suite pulls in scipy and ChemNet, which reading and training skip.
+        from polyvae.plugins.molecules.metrics import moses_metrics
+
+        results = moses_metrics(generated, training, reference_stats(reference))
+        if not training:
+            results["novelty"] = math.nan
+        return results
+
+    def property_names(self) -> list[str]:
+        return chemistry.property_names()
+
+    def properties(self, items: Sequence[str], names: Sequence[str]) -> np.ndarray:
+        return chemistry.properties(items, names)
+
+    def pretrained(self) -> Path | None:
+        try:
+            folder = resources.files("polyvae.data") / "molecules" / "pretrained"
+        except ModuleNotFoundError:  # an install without the bundled data
+            return None
+        return Path(str(folder)) if folder.is_dir() else None
+
+
+def reference_stats(reference: Sequence[str]):
+    """The shipped statistics when ``reference`` is the bundled MOSES test set (as the reader
+    returns it: the same molecules in the same order, up to the few that another RDKit version
+    canonicalises differently); otherwise computed from ``reference`` (a ChemNet pass)."""
+    from polyvae.plugins.molecules.metrics import (
+        bundled_smiles,
+        compute_reference_stats,
+        load_reference_stats,
+    )
+
+    bundled = bundled_smiles("test")
+    if len(reference) == len(bundled):
+        same = sum(a == b for a, b in zip(reference, bundled, strict=True))
+        if same >= BUNDLED_MATCH * len(bundled):
+            return load_reference_stats()
+    return compute_reference_stats(reference)

@@ -1,0 +1,161 @@
+"""GRU networks over token sequences, shared by the sequence domains (molecules, texts).
+
+A batch is ``{"tokens": LongTensor (N, L), "lengths": LongTensor (N,)}``: each row starts with
+``<bos>``, ends with ``<eos>`` and is padded with ``<pad>`` up to the batch's width; ``lengths``
+counts the tokens of a row including ``<bos>`` and ``<eos>``. Codecs build their vocabularies with
+:data:`SPECIAL_TOKENS` first, so the ids below hold in every vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from polyvae.domain import Batch, Decoder, Encoder
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")  # position = id
+
+
+def trimmed(batch: Batch) -> tuple[Tensor, Tensor]:
+    """Tokens cut to the batch's longest row (rows were padded to the whole data set's longest),
+    and the lengths."""
+    lengths = batch["lengths"]
+    return batch["tokens"][:, : int(lengths.max())], lengths
+
+
+class SequenceEncoder(Encoder):
+    """Token embedding and a multi-layer GRU; the features are the last layer's final states of
+    both directions, concatenated."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.gru = nn.GRU(
+            embedding_dim, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional
+        )
+        self.directions = 2 if bidirectional else 1
+        self.feature_dim = hidden_size * self.directions
+
+    def forward(self, batch: Batch) -> Tensor:
+        tokens, lengths = trimmed(batch)
+        # Packing makes the backward direction start at each row's own <eos>, not at padding.
+        packed = pack_padded_sequence(
+            self.embedding(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, hidden = self.gru(packed)  # (layers * directions, N, hidden)
+        return hidden[-self.directions :].transpose(0, 1).reshape(tokens.shape[0], -1)
+
+
+class SequenceDecoder(Decoder):
+    """GRU language model conditioned on z twice, as in the MOSES VAE: a linear map of z is the
+    initial state of every layer, and z joins the token embedding at every input step.
+
+    ``max_length`` bounds generation: the most tokens of an item, ``<bos>`` and ``<eos>`` not
+    counted. ``word_dropout`` (Bowman et al. 2016) replaces input tokens by ``<unk>`` with that
+    probability while training, so the decoder must lean on z rather than on the previous tokens.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int,
+        latent_dim: int,
+        max_length: int,
+        word_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.initial_state = nn.Linear(latent_dim, hidden_size)
+        self.gru = nn.GRU(embedding_dim + latent_dim, hidden_size, num_layers, batch_first=True)
+        self.output = nn.Linear(hidden_size, vocab_size)
+        self.max_length = max_length
+        self.word_dropout = word_dropout
+
+    def _start(self, z: Tensor) -> Tensor:
+        state = self.initial_state(z)
+        return state.unsqueeze(0).expand(self.gru.num_layers, -1, -1).contiguous()
+
+    def _step(self, inputs: Tensor, z: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        embedded = self.embedding(inputs)
+        latent = z.to(embedded.dtype).unsqueeze(1).expand(-1, inputs.shape[1], -1)
+        outputs, hidden = self.gru(torch.cat([embedded, latent], dim=-1), hidden)
+        return self.output(outputs), hidden
+
+    def log_prob(self, batch: Batch, z: Tensor) -> Tensor:
+        """Teacher forcing: sum over each row of log p(token | earlier tokens, z), from the first
+        token after ``<bos>`` to ``<eos>``."""
+        tokens, _ = trimmed(batch)
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        if self.training and self.word_dropout > 0:
+            dropped = torch.rand(inputs.shape, device=inputs.device) < self.word_dropout
+            inputs = inputs.masked_fill(dropped & (inputs != BOS) & (inputs != PAD), UNK)
+        logits, _ = self._step(inputs, z, self._start(z))
+        # The GRU is causal, so outputs past a row's end never reach its earlier positions; the
+        # padded targets are simply ignored.
+        token_nll = F.cross_entropy(
+            logits.float().transpose(1, 2), targets, ignore_index=PAD, reduction="none"
+        )
+        return -token_nll.sum(dim=1)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        z: Tensor,
+        temperature: float = 1.0,
+        max_length: int | None = None,
+        top_k: int = 0,
+        top_p: float = 1.0,
+    ) -> Batch:
+        """Decode every row of ``z`` at once, stopping when all rows have produced ``<eos>``.
+        ``temperature=0`` takes the most likely token; ``top_k`` and ``top_p`` (nucleus) restrict
+        sampling to the most likely tokens. Rows are padded after their ``<eos>``."""
+        steps = (max_length or self.max_length) + 1  # the item's tokens, then <eos>
+        count = z.shape[0]
+        token = torch.full((count, 1), BOS, dtype=torch.long, device=z.device)
+        hidden = self._start(z)
+        finished = torch.zeros(count, dtype=torch.bool, device=z.device)
+        produced = [token]
+        for _ in range(steps):
+            logits, hidden = self._step(token, z, hidden)
+            token = choose_tokens(logits[:, -1].float(), temperature, top_k, top_p)
+            token = token.masked_fill(finished, PAD).unsqueeze(1)
+            produced.append(token)
+            finished |= token.squeeze(1) == EOS
+            if bool(finished.all()):
+                break
+        tokens = torch.cat(produced, dim=1)
+        return {"tokens": tokens, "lengths": (tokens != PAD).sum(dim=1)}
+
+
+def choose_tokens(logits: Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """One token id per row of ``logits`` (N, vocab); never <pad>, <bos> or <unk>, which no item
+    holds after its start."""
+    logits = logits.clone()
+    logits[:, [PAD, BOS, UNK]] = float("-inf")
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth_best = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    if top_p < 1.0:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        probabilities = ordered.softmax(dim=-1)
+        # Keep the smallest set of best tokens whose probabilities reach top_p, and always the best.
+        outside = probabilities.cumsum(dim=-1) - probabilities >= top_p
+        outside[:, 0] = False
+        ordered = ordered.masked_fill(outside, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
+    return torch.multinomial(logits.softmax(dim=-1), 1).squeeze(1)

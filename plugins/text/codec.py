@@ -1,0 +1,144 @@
+"""Texts <-> token ids with a `tokenizers` tokenizer learned from the training texts.
+
+Three tokenizers, each lossless (decoding a text's tokens gives the text back):
+
+- ``bpe`` (default): byte-level BPE, as in GPT-2. Any text can be encoded; there are no unknown
+  tokens.
+- ``word``: one token per word or punctuation run, split as GPT-2 splits before merging (a word
+  keeps its leading space), so spacing survives a round trip. Words outside the ``vocab_size``
+  most frequent ones become ``<unk>``.
+- ``char``: one token per character; characters outside the vocabulary become ``<unk>``.
+
+The special tokens of :mod:`polyvae.plugins.sequence` come first, so their ids match the networks'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+from polyvae.domain import Batch
+from polyvae.errors import UserError
+from polyvae.files import atomic_write_json, atomic_write_text, read_json
+from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+
+TOKENIZERS = ("bpe", "word", "char")
+FORMAT_VERSION = 1
+CODEC_FILE = "codec.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
+    specials = list(SPECIAL_TOKENS)
+    if kind == "bpe":
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        return tokenizer, trainer
+    tokenizer = Tokenizer(models.WordLevel(unk_token=SPECIAL_TOKENS[UNK]))
+    if kind == "word":
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+        tokenizer.decoder = decoders.Fuse()
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False
+    )
+    return tokenizer, trainer
+
+
+class TextCodec:
+    """Encodes texts to ``{"tokens", "lengths"}`` batches for the sequence networks and back.
+
+    ``max_tokens`` is the most tokens of any fitted text (``<bos>``/``<eos>`` not counted): the
+    decoder generates at most that many by default.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, kind: str, max_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.kind = kind
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], kind: str = "bpe", vocab_size: int = 8000) -> TextCodec:
+        if kind not in TOKENIZERS:
+            raise UserError(f"tokenizer {kind!r} is not one of: {', '.join(TOKENIZERS)}")
+        tokenizer, trainer = _untrained(kind, vocab_size)
+        tokenizer.normalizer = normalizers.NFC()
+        tokenizer.train_from_iterator(texts, trainer)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{SPECIAL_TOKENS[BOS]} $A {SPECIAL_TOKENS[EOS]}",
+            special_tokens=[(SPECIAL_TOKENS[BOS], BOS), (SPECIAL_TOKENS[EOS], EOS)],
+        )
+        tokenizer.enable_padding(pad_id=PAD, pad_token=SPECIAL_TOKENS[PAD])
+        codec = cls(tokenizer, kind, 0)
+        codec.max_tokens = max((len(row) for row in codec.token_ids(texts)), default=0)
+        return codec
+
+    @classmethod
+    def load(cls, directory: Path) -> TextCodec:
+        meta = read_json(directory / CODEC_FILE)
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise UserError(f"{directory / CODEC_FILE}: unsupported text codec format")
+        tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+        return cls(tokenizer, meta["tokenizer"], meta["max_tokens"])
+
+    def save(self, directory: Path) -> None:
+        atomic_write_text(directory / TOKENIZER_FILE, self.tokenizer.to_str(pretty=True))
+        atomic_write_json(
+            directory / CODEC_FILE,
+            {
+                "format_version": FORMAT_VERSION,
+                "tokenizer": self.kind,
+                "max_tokens": self.max_tokens,
+                "special_tokens": list(SPECIAL_TOKENS),
+            },
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids, without ``<bos>``, ``<eos>`` or padding."""
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+    def encode(self, items: Sequence[str]) -> Batch:
+        """Texts -> token ids padded to the longest, each row ``<bos> ... <eos>``."""
+        if not items:
+            return {
+                "tokens": torch.zeros(0, 2, dtype=torch.long),
+                "lengths": torch.zeros(0, dtype=torch.long),
+            }
+        encodings = self.tokenizer.encode_batch([str(item) for item in items])
+        tokens = torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
+        return {"tokens": tokens, "lengths": (tokens != PAD).sum(dim=1)}
+
+    def decode(self, batch: Batch) -> list[str]:
+        """Token ids -> texts. Everything from a row's first ``<eos>`` on is dropped; ``<unk>``
+        stays visible as ``<unk>``."""
+        rows = []
+        for row in batch["tokens"].cpu().tolist():
+            end = row.index(EOS) if EOS in row else len(row)
+            rows.append([token for token in row[:end] if token not in (PAD, BOS)])
+        return self.tokenizer.decode_batch(rows, skip_special_tokens=False)
