@@ -12,8 +12,9 @@ reading and canonicalising the files instead.
 from __future__ import annotations
 
 import argparse
-import json
 import time
+
+from bars import judge, print_report
 
 import polyvae
 from polyvae.plugins.molecules import chemistry
@@ -43,26 +44,16 @@ def main() -> None:
     generated = model.sample(args.samples, temperature=1.0, seed=args.seed)
     unique_valid = sorted({smiles for smiles in generated if chemistry.parse(smiles) is not None})
     results["novelty"] = float(model.codec.novel(unique_valid).mean())
-    bars = {
-        name: {
-            "value": results[name],
-            "bar": f"{comparison} {threshold}",
-            "met": results[name] >= threshold if comparison == ">=" else results[name] <= threshold,
+    bars = judge(results, BARS)
+    print_report(
+        {
+            "run": str(model.run_dir),
+            "samples": args.samples,
+            "temperature": 1.0,
+            "metrics": results,
+            "bars": bars,
+            "seconds": round(time.perf_counter() - started, 1),
         }
-        for name, (comparison, threshold) in BARS.items()
-    }
-    print(
-        json.dumps(
-            {
-                "run": str(model.run_dir),
-                "samples": args.samples,
-                "temperature": 1.0,
-                "metrics": results,
-                "bars": bars,
-                "seconds": round(time.perf_counter() - started, 1),
-            },
-            indent=2,
-        )
     )
 
 

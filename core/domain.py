@@ -113,6 +113,9 @@ class Domain(abc.ABC):
     # Extra keyword options of ``Decoder.generate`` (decoding strategy, top-k, ...); the CLI
     # exposes each as ``polyvae sample ... --name value``.
     generate_options: Sequence[Option] = ()
+    # What :meth:`unit_counts` counts ("token", "dim"): likelihoods are then also reported per
+    # unit (``nll_per_token``, ``bits_per_dim``, ``perplexity``). Empty: items only.
+    likelihood_unit: str = ""
 
     def default_config(self) -> dict[str, Any]:
         return {option.name: option.default for option in self.options}
@@ -177,6 +180,18 @@ class Domain(abc.ABC):
         """Sample-quality metrics of generated items against held-out reference items; the
         training items (possibly empty, when the run's data is not at hand) are for novelty."""
         return {}
+
+    def reconstruction_metrics(
+        self, originals: Sequence[Any], reconstructions: Sequence[Any]
+    ) -> dict[str, float]:
+        """How well the posterior means decode back to their items (exact matches, BLEU, ...);
+        ``reconstructions[i]`` is the greedy decoding of ``originals[i]``."""
+        return {}
+
+    def unit_counts(self, batch: Batch) -> Tensor:
+        """How many :attr:`likelihood_unit` units each item of an encoded batch has (the tokens
+        the decoder predicts, the dimensions of an image), shape ``(batch,)``."""
+        raise NotImplementedError(f"domain '{self.name}' sets no likelihood_unit")
 
     def property_names(self) -> Sequence[str]:
         """Names accepted by :meth:`properties` (for ``condition`` and ``predict``)."""

@@ -296,10 +296,13 @@ class Model:
     @torch.no_grad()
     def likelihood(self, items: Sequence[Any], k: int = 50, seed: int = 0) -> dict[str, float]:
         """Likelihood and latent diagnostics on ``items``: ELBO, IWAE NLL, reconstruction, KL
-        (nats per item), active units and mutual information."""
+        (nats per item), active units and mutual information; with the domain's
+        ``likelihood_unit`` also the IWAE NLL per unit, in bits per unit and as a perplexity."""
         batch = self.codec.encode(list(items))
         condition = self._item_conditions(items)
         sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, "iwae_nll": 0.0}
+        unit = self.domain.likelihood_unit
+        units = float(self.domain.unit_counts(batch).sum()) if unit and len(items) else 0.0
         mus, logvars = [], []
         with self._seeded(seed):
             for index in torch.arange(len(items)).split(self.batch_size):
@@ -320,6 +323,11 @@ class Model:
             results["active_units"] = float(active_units(mu))
             results["mutual_info"] = mutual_information(mu[:2000], logvar[:2000])
             results["kl_per_dim_max"] = float(gaussian_kl(mu, logvar).mean(0).max())
+        if units:
+            per_unit = sums["iwae_nll"] / units
+            results[f"nll_per_{unit}"] = per_unit
+            results[f"bits_per_{unit}"] = per_unit / math.log(2)
+            results["perplexity"] = math.exp(min(per_unit, 700.0))
         results["items"] = float(len(items))
         return results
 
@@ -333,8 +341,9 @@ class Model:
         training: Sequence[Any] = (),
         likelihood_items: int = 1000,
     ) -> dict[str, float]:
-        """:meth:`likelihood` on a seeded random subset of ``likelihood_items`` of ``items`` (the
-        IWAE bound costs ``k`` decoder passes an item), plus the domain's sample-quality metrics
+        """:meth:`likelihood` and the domain's reconstruction metrics on a seeded random subset
+        of ``likelihood_items`` of ``items`` (the IWAE bound costs ``k`` decoder passes an item),
+        plus the domain's sample-quality metrics
         (and those plugins add) for ``samples`` generated items against all ``items`` and
         ``training``."""
         subset = list(items)
@@ -342,6 +351,7 @@ class Model:
             chosen = torch.randperm(len(subset), generator=self._generator(seed))
             subset = [subset[i] for i in chosen[:likelihood_items].tolist()]
         results = self.likelihood(subset, k=k, seed=seed)
+        results.update(self.domain.reconstruction_metrics(subset, self.reconstruct(subset)))
         if samples:
             generated = self.sample(samples, temperature=temperature, seed=seed)
             reference, training = list(items), list(training)

@@ -26,6 +26,11 @@ def trimmed(batch: Batch) -> tuple[Tensor, Tensor]:
     return batch["tokens"][:, : int(lengths.max())], lengths
 
 
+def predicted_tokens(batch: Batch) -> Tensor:
+    """Tokens per row that the decoder predicts: all after ``<bos>``, ``<eos>`` included."""
+    return batch["lengths"] - 1
+
+
 class SequenceEncoder(Encoder):
     """Token embedding and a multi-layer GRU; the features are the last layer's final states of
     both directions, concatenated."""

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from polyvae.config import Option
-from polyvae.domain import Domain, ReadReport
+from polyvae.domain import Batch, Domain, ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.molecules import chemistry, writers
 from polyvae.plugins.molecules.codec import MoleculeCodec, sequence_problem
 from polyvae.plugins.molecules.reader import read_smiles
-from polyvae.plugins.sequence import SequenceDecoder, SequenceEncoder
+from polyvae.plugins.sequence import SequenceDecoder, SequenceEncoder, predicted_tokens
 
 # The MOSES VAE (Polykovskiy et al. 2020), as configured in molsets 0.3.1 (moses/vae/config.py,
 # trainer.py): a one-layer 256-unit GRU encoder (one direction), a 3-layer 512-unit GRU decoder,
@@ -83,6 +84,7 @@ class MoleculesDomain(Domain):
     name = "molecules"
     description = "small molecules as SMILES or SELFIES, GRU encoder and decoder, RDKit scoring"
     default_suffix = ".csv"
+    likelihood_unit = "token"
     options = (
         Option(
             "representation",
@@ -191,6 +193,21 @@ class MoleculesDomain(Domain):
         if not training:
             results["novelty"] = math.nan
         return results
+
+    def reconstruction_metrics(
+        self, originals: Sequence[str], reconstructions: Sequence[str]
+    ) -> dict[str, float]:
+        """``reconstruction_exact``: share decoded back to the same canonical SMILES."""
+        if not originals:
+            return {}
+        same = sum(
+            chemistry.canonical_smiles(rebuilt) == chemistry.canonical_smiles(original)
+            for original, rebuilt in zip(originals, reconstructions, strict=True)
+        )
+        return {"reconstruction_exact": same / len(originals)}
+
+    def unit_counts(self, batch: Batch) -> Tensor:
+        return predicted_tokens(batch)
 
     def property_names(self) -> list[str]:
         return chemistry.property_names()

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from polyvae.config import Option
-from polyvae.domain import Domain, ReadReport
+from polyvae.domain import Batch, Domain, ReadReport
 from polyvae.errors import UserError
-from polyvae.plugins.sequence import SequenceEncoder
+from polyvae.plugins.sequence import SequenceEncoder, predicted_tokens
 from polyvae.plugins.text.codec import TOKENIZERS, TextCodec
 from polyvae.plugins.text.decoding import STRATEGIES, TextDecoder
-from polyvae.plugins.text.metrics import text_metrics
+from polyvae.plugins.text.metrics import reconstruction_bleu, text_metrics
 from polyvae.plugins.text.reader import TextFormat, read_texts
 
 # Against posterior collapse, where the decoder learns to ignore z (Bowman et al. 2016): word
@@ -57,6 +58,7 @@ class TextDomain(Domain):
 
     name = "text"
     description = "short texts: a learned tokenizer (byte-level BPE, words or characters), GRUs"
+    likelihood_unit = "token"
     options = (
         Option(
             "tokenizer",
@@ -172,6 +174,23 @@ class TextDomain(Domain):
         """Diversity and novelty (see :mod:`polyvae.plugins.text.metrics`); the held-out
         reference texts are not needed."""
         return text_metrics([str(text) for text in generated], [str(text) for text in training])
+
+    def reconstruction_metrics(
+        self, originals: Sequence[str], reconstructions: Sequence[str]
+    ) -> dict[str, float]:
+        """Corpus BLEU (sacrebleu, 0-100) of the reconstructions and the share rebuilt exactly."""
+        if not originals:
+            return {}
+        originals = [str(text) for text in originals]
+        reconstructions = [str(text) for text in reconstructions]
+        exact = sum(a == b for a, b in zip(originals, reconstructions, strict=True))
+        return {
+            "reconstruction_bleu": reconstruction_bleu(originals, reconstructions),
+            "reconstruction_exact": exact / len(originals),
+        }
+
+    def unit_counts(self, batch: Batch) -> Tensor:
+        return predicted_tokens(batch)
 
     def properties(self, items: Sequence[str], names: Sequence[str]) -> np.ndarray:
         """``label``: the label as a number; ``label:VALUE``: 1.0 or 0.0. NaN for texts without
