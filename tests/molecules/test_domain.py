@@ -396,12 +396,20 @@ def test_writers_produce_files_other_tools_read(tmp_path, domain):
     ]  # no temporary files left behind
 
 
+def test_reconstruction_counts_the_same_molecule_however_written(domain):
+    results = domain.reconstruction_metrics(["CCO", "c1ccccc1", "CCN"], ["OCC", "C1=CC=CC=C1", "C"])
+    assert results == {"reconstruction_exact": pytest.approx(2 / 3)}
+
+
 def test_conformance_kit(tmp_path, domain):
     from polyvae.testing import check_domain
 
     model = check_domain(domain, MOLECULES, tmp_path, config=TINY_NETWORKS)
     samples = model.sample(5, seed=0)
     assert len(samples) == 5 and all(isinstance(smiles, str) for smiles in samples)
+    results = model.evaluate(MOLECULES[:8], k=2, samples=0)
+    assert results["perplexity"] == pytest.approx(math.exp(results["nll_per_token"]))
+    assert 0 <= results["reconstruction_exact"] <= 1
 
 
 def test_selfies_model_conditioned_on_properties_trains_and_samples(tmp_path, domain):

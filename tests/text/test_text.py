@@ -253,6 +253,15 @@ def test_label_properties():
         TextDomain().properties(items, ["length"])
 
 
+def test_reconstruction_metrics_compare_texts_with_their_decodings():
+    rebuilt = [*SENTENCES[:-1], "something else entirely"]
+    results = TextDomain().reconstruction_metrics(SENTENCES, rebuilt)
+    assert results["reconstruction_exact"] == pytest.approx(0.9)
+    assert 50 < results["reconstruction_bleu"] < 100
+    perfect = TextDomain().reconstruction_metrics(SENTENCES, SENTENCES)
+    assert perfect["reconstruction_bleu"] == pytest.approx(100)
+
+
 def test_small_preset_keeps_the_latent_in_use():
     preset = TextDomain.presets["small"]
     assert preset["free_bits"] > 0 and TextDomain().default_config()["word_keep"] < 1
@@ -262,3 +271,10 @@ def test_text_domain_passes_the_conformance_kit(corpus, tmp_path: Path):
     model = check_domain(TextDomain(), corpus, tmp_path, {"threads": 1, "vocab_size": 300})
     beams = model.sample(2, seed=1, strategy="beam", beam_size=2, max_length=6)
     assert len(beams) == 2 and all(isinstance(text, str) for text in beams)
+    texts = corpus[:20]
+    results = model.evaluate(texts, k=2, samples=0)
+    predicted = float(model.codec.encode(texts)["lengths"].sum()) - len(texts)  # no <bos>
+    assert results["nll_per_token"] == pytest.approx(results["iwae_nll"] * len(texts) / predicted)
+    assert results["bits_per_token"] == pytest.approx(results["nll_per_token"] / math.log(2))
+    assert results["perplexity"] == pytest.approx(math.exp(results["nll_per_token"]))
+    assert 0 <= results["reconstruction_exact"] <= 1 and 0 <= results["reconstruction_bleu"] <= 100
