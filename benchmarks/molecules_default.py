@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
 from bars import judge, print_report
 
 import polyvae
@@ -35,7 +36,11 @@ def main() -> None:
     parser.add_argument("--run", default="molecules", help="run directory or domain name")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (more than free cores is slower)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     model = polyvae.load(args.run)

@@ -84,7 +84,11 @@ def main() -> None:
     parser.add_argument("--train-baseline", action="store_true", help="train it first")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (more than free cores is slower)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     started = time.perf_counter()
     model = polyvae.load(args.run)
