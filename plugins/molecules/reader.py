@@ -95,7 +95,7 @@ def _files(source: str | Path) -> list[Path]:
     elif glob.has_magic(str(source)):
         files = sorted(Path(name) for name in glob.glob(str(source)) if _kind(Path(name)))
     else:
-        raise UserError(f"no such file or folder: {source}")
+        raise FileNotFoundError(2, "no such file or folder", str(source))
     if not files:
         raise UserError(f"no {ACCEPTED} in {source}")
     return files
