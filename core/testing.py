@@ -1,9 +1,11 @@
 """Conformance kit for domain plugins.
 
-``check_domain(domain, items, tmp_path)`` exercises the whole contract on a few items: the codec
-round trip and its saved form, the networks' shapes, two training steps through the real trainer,
-then reload, sample, encode, decode, reconstruct, interpolate, score and write. Each failure says
-which method misbehaved, what was expected and what came back.
+``check_domain(domain, items, tmp_path)`` exercises the whole contract on a few items: the domain's
+declarations (options, ``generate_options``, ``likelihood_unit``, ``pretrained()``), the codec
+round trip and its saved form, the networks' shapes and gradients, two training steps through the
+real trainer, then reload, sample, encode, decode, reconstruct, interpolate, score, the domain's
+metrics and write. ``check_read(domain, source)`` checks a reader on a real file. Each failure
+says which method misbehaved, what was expected and what came back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyvae.domain import Codec, Domain
+from polyvae.config import Option
+from polyvae.domain import Codec, Domain, ReadReport
+from polyvae.errors import UserError
 from polyvae.model import Model, load
 from polyvae.trainer import train
 
@@ -51,9 +55,11 @@ def check_domain(
     overrides = {**KIT_CONFIG, **(config or {})}
     resolved = domain.resolve_config(overrides)
     _check_identity(domain)
+    _check_declarations(domain)
     codec = _call(f"{domain.name}.fit_codec(items, config)", domain.fit_codec, items, resolved)
     batch = _check_codec(domain, codec, items, resolved, tmp_path / "codec")
     _check_networks(domain, codec, batch, resolved)
+    _check_units(domain, batch)
     result = _call(
         "polyvae.train() for two steps",
         train,
@@ -75,6 +81,55 @@ def check_domain(
     return model
 
 
+def check_read(
+    domain: Domain, source: str | Path, config: Mapping[str, Any] | None = None
+) -> list[Any]:
+    """Check ``domain.read`` on a real file or folder: it returns ``(items, ReadReport)`` with a
+    report that counts what it kept, and a missing path raises ``FileNotFoundError`` (or a
+    ``UserError`` naming it). Returns the items."""
+    resolved = domain.resolve_config(config or {})
+    where = f"{domain.name}.read({Path(source).name!r}, config)"
+    result = _call(where, domain.read, source, resolved)
+    _expect(
+        isinstance(result, tuple) and len(result) == 2,
+        where,
+        "a pair (items, ReadReport)",
+        _describe(result),
+    )
+    items, report = result
+    _expect(isinstance(items, list) and items, where, "a non-empty list of items", _describe(items))
+    _expect(
+        isinstance(report, ReadReport),
+        f"{where}[1]",
+        "a polyvae.domain.ReadReport",
+        type(report).__name__,
+    )
+    _expect(
+        report.kept == len(items),
+        f"{where}[1].kept",
+        f"{len(items)} (the number of items returned)",
+        report.kept,
+    )
+    missing = Path(source).with_name(f"{Path(source).name}.polyvae-missing")
+    expected = "FileNotFoundError (or a UserError naming the path)"
+    try:
+        domain.read(missing, resolved)
+    except FileNotFoundError:
+        pass
+    except UserError as error:
+        _expect(missing.name in str(error), f"{domain.name}.read(a missing path)", expected, error)
+    except Exception as error:
+        raise ConformanceError(
+            f"{domain.name}.read(a missing path): expected {expected}, got "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    else:
+        raise ConformanceError(
+            f"{domain.name}.read(a missing path): expected {expected}, got items"
+        )
+    return items
+
+
 def _check_identity(domain: Domain) -> None:
     _expect(
         isinstance(getattr(domain, "name", None), str) and domain.name,
@@ -88,6 +143,43 @@ def _check_identity(domain: Domain) -> None:
         "a dict",
         type(domain.default_config()).__name__,
     )
+
+
+def _check_declarations(domain: Domain) -> None:
+    for option in domain.options:
+        _expect(
+            isinstance(option, Option),
+            f"{domain.name}.options",
+            "polyvae.config.Option entries",
+            repr(option),
+        )
+    for option in domain.generate_options:
+        _expect(
+            isinstance(option, Option) and option.name.isidentifier(),
+            f"{domain.name}.generate_options",
+            "polyvae.config.Option entries whose names are Python identifiers",
+            repr(option),
+        )
+        _call(
+            f"{domain.name}.generate_options['{option.name}'].coerce(default)",
+            option.coerce,
+            option.default,
+        )
+    unit = domain.likelihood_unit
+    _expect(
+        isinstance(unit, str) and (unit == "" or unit.isidentifier()),
+        f"{domain.name}.likelihood_unit",
+        "'' or a unit name such as 'token' or 'dim'",
+        repr(unit),
+    )
+    pretrained = _call(f"{domain.name}.pretrained()", domain.pretrained)
+    if pretrained is not None:
+        _expect(
+            isinstance(pretrained, (str, Path)) and (Path(pretrained) / "run.json").is_file(),
+            f"{domain.name}.pretrained()",
+            "None or a run directory holding run.json",
+            repr(pretrained),
+        )
 
 
 def _check_codec(domain: Domain, codec: Codec, items: list, config: Mapping, folder: Path) -> dict:
@@ -125,7 +217,7 @@ def _check_codec(domain: Domain, codec: Codec, items: list, config: Mapping, fol
         )
     reloaded = _call(f"{domain.name}.load_codec(directory)", domain.load_codec, folder, config)
     _same_batch(
-        reloaded.encode(items),
+        _call("load_codec(saved).encode(items)", reloaded.encode, items),
         batch,
         "load_codec(saved).encode(items)",
         "the original codec's batch",
@@ -135,7 +227,14 @@ def _check_codec(domain: Domain, codec: Codec, items: list, config: Mapping, fol
 
 def _check_networks(domain: Domain, codec: Codec, batch: dict, config: Mapping) -> None:
     latent_dim = config["latent_dim"]
-    encoder, decoder = _call(f"{domain.name}.build()", domain.build, config, codec, latent_dim)
+    built = _call(f"{domain.name}.build()", domain.build, config, codec, latent_dim)
+    _expect(
+        isinstance(built, (tuple, list)) and len(built) == 2,
+        f"{domain.name}.build()",
+        "a pair (encoder, decoder)",
+        _describe(built),
+    )
+    encoder, decoder = built
     for module, role in ((encoder, "encoder"), (decoder, "decoder")):
         _expect(
             isinstance(module, torch.nn.Module),
@@ -173,26 +272,65 @@ def _check_networks(domain: Domain, codec: Codec, batch: dict, config: Mapping) 
         "finite values",
         log_prob.tolist(),
     )
-    log_prob.sum().backward()
-    has_grad = any(p.grad is not None for p in decoder.parameters())
-    _expect(
-        has_grad,
-        "decoder.log_prob(batch, z)",
-        "a value differentiable in the decoder's parameters",
-        "no gradient reached them",
-    )
+    _check_gradient(encoder, features, "encoder(batch)", "the encoder's")
+    _check_gradient(decoder, log_prob, "decoder.log_prob(batch, z)", "the decoder's")
+    encoder.eval()
+    decoder.eval()  # as the engine generates: no dropout
+    defaults = {option.name: option.default for option in domain.generate_options}
+    shown = ", ".join(f"{name}={value!r}" for name, value in defaults.items())
+    greedy = None
     with torch.no_grad():
-        for temperature in (0.0, 1.0):
-            where = f"decoder.generate(z, temperature={temperature})"
-            generated = _call(where, decoder.generate, z, temperature=temperature)
-            _check_batch(generated, count, f"decoder.generate(z, temperature={temperature})")
-            decoded = _call("Codec.decode(decoder.generate(z))", codec.decode, generated)
+        for temperature in (0.0, 0.0, 1.0):
+            where = f"decoder.generate(z, temperature={temperature}{', ' if shown else ''}{shown})"
+            generated = _call(where, decoder.generate, z, temperature=temperature, **defaults)
+            _check_batch(generated, count, where)
+            if temperature == 0.0 and greedy is not None:
+                _same_batch(
+                    generated,
+                    greedy,
+                    where,
+                    "the same batch on every call (temperature 0 is the most likely output)",
+                )
+            greedy = generated if temperature == 0.0 else greedy
+            decoded = _call(f"Codec.decode({where})", codec.decode, generated)
             _expect(
                 isinstance(decoded, list) and len(decoded) == count,
-                "Codec.decode(decoder.generate(z))",
+                f"Codec.decode({where})",
                 f"a list of {count} items",
                 _describe(decoded),
             )
+
+
+def _check_gradient(module: torch.nn.Module, value: torch.Tensor, where: str, whose: str) -> None:
+    try:
+        value.sum().backward()
+    except RuntimeError as error:
+        raise ConformanceError(
+            f"{where}: expected a value differentiable in {whose} parameters, got one that "
+            f"cannot be back-propagated ({error})"
+        ) from error
+    _expect(
+        any(p.grad is not None for p in module.parameters()),
+        where,
+        f"a value differentiable in {whose} parameters",
+        "no gradient reached them",
+    )
+
+
+def _check_units(domain: Domain, batch: dict) -> None:
+    if not domain.likelihood_unit:
+        return
+    part = {name: tensor[:4] for name, tensor in batch.items()}
+    count = len(next(iter(part.values())))
+    where = f"{domain.name}.unit_counts(batch) (likelihood_unit '{domain.likelihood_unit}')"
+    counts = _call(where, domain.unit_counts, part)
+    _expect(
+        isinstance(counts, torch.Tensor) and tuple(counts.shape) == (count,),
+        where,
+        f"a tensor of shape ({count},) (units per item)",
+        _describe(counts),
+    )
+    _expect(bool((counts > 0).all()), where, "positive counts", counts.tolist())
 
 
 def _check_model(domain: Domain, model: Model, items: list, tmp_path: Path) -> None:
@@ -217,6 +355,8 @@ def _check_model(domain: Domain, model: Model, items: list, tmp_path: Path) -> N
     _expect(len(decoded) == 4, "Model.decode(z)", "4 items", len(decoded))
     rebuilt = _call("Model.reconstruct(4 items)", model.reconstruct, items[:4])
     _expect(len(rebuilt) == 4, "Model.reconstruct(4 items)", "4 items", len(rebuilt))
+    where = f"{domain.name}.reconstruction_metrics(originals, reconstructions)"
+    _check_numbers(_call(where, domain.reconstruction_metrics, items[:4], rebuilt), where)
     path = _call("Model.interpolate(a, b)", model.interpolate, items[0], items[1], steps=3)
     _expect(len(path) == 3, "Model.interpolate(a, b, steps=3)", "3 items", len(path))
     for k in (1, 3):
@@ -227,8 +367,27 @@ def _check_model(domain: Domain, model: Model, items: list, tmp_path: Path) -> N
             "4 finite scores",
             _describe(scores),
         )
-    text = domain.format_item(samples[0])
+    text = _call(f"{domain.name}.format_item(item)", domain.format_item, samples[0])
     _expect(isinstance(text, str), f"{domain.name}.format_item(item)", "a str", type(text).__name__)
+    valid = _call(f"{domain.name}.is_valid(item)", domain.is_valid, samples[0])
+    _expect(
+        isinstance(valid, (bool, np.bool_)),
+        f"{domain.name}.is_valid(item)",
+        "a bool",
+        type(valid).__name__,
+    )
+    names = list(_call(f"{domain.name}.property_names()", domain.property_names))
+    if names:
+        where = f"{domain.name}.properties(4 items, {names[:2]})"
+        values = _call(where, domain.properties, items[:4], names[:2])
+        _expect(
+            isinstance(values, np.ndarray)
+            and values.shape == (4, len(names[:2]))
+            and np.issubdtype(values.dtype, np.floating),
+            where,
+            f"a float array of shape (4, {len(names[:2])})",
+            _describe(values) + (f" of {values.dtype}" if isinstance(values, np.ndarray) else ""),
+        )
     output = tmp_path / f"samples{domain.default_suffix}"
     _call(
         f"{domain.name}.write(items, {output.name})",
@@ -243,13 +402,21 @@ def _check_model(domain: Domain, model: Model, items: list, tmp_path: Path) -> N
         "a non-empty file",
         "no file or an empty one",
     )
-    metrics = _call(f"{domain.name}.metrics()", domain.metrics, samples, items[:4], items[4:])
-    _expect(
-        isinstance(metrics, dict),
-        f"{domain.name}.metrics()",
-        "a dict of floats",
-        type(metrics).__name__,
-    )
+    where = f"{domain.name}.metrics(generated, reference, training)"
+    _check_numbers(_call(where, domain.metrics, samples, items[:4], items[4:]), where)
+
+
+def _check_numbers(values: Any, where: str) -> None:
+    _expect(isinstance(values, dict), where, "a dict of floats", _describe(values))
+    for key, value in values.items():
+        _expect(
+            isinstance(key, str)
+            and isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool),
+            f"{where}[{key!r}]",
+            "a float",
+            f"{type(value).__name__} {value!r}",
+        )
 
 
 def _check_batch(batch: Any, count: int, where: str) -> None:
@@ -279,12 +446,19 @@ def _same_batch(actual: dict, expected: dict, where: str, what: str) -> None:
             if b.is_floating_point()
             else torch.equal(a, b)
         )
-        _expect(
-            same,
-            f"{where}['{name}']",
-            f"{what} (shape {tuple(b.shape)})",
-            f"a different tensor of shape {tuple(a.shape)}",
-        )
+        _expect(same, f"{where}['{name}']", f"{what} (shape {tuple(b.shape)})", _difference(a, b))
+
+
+def _difference(actual: torch.Tensor, expected: torch.Tensor) -> str:
+    if actual.shape != expected.shape:
+        return f"a tensor of shape {tuple(actual.shape)}"
+    gap = (actual.double() - expected.double()).abs()
+    flat = int(gap.flatten().argmax())
+    row = flat // max(1, gap[0].numel()) if gap.dim() > 1 else flat
+    return (
+        f"a tensor of that shape differing by up to {float(gap.max()):.4g} "
+        f"(most in row {row}; {int((gap > 0).sum())} of {gap.numel()} values differ)"
+    )
 
 
 def _call(where: str, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -302,6 +476,8 @@ def _expect(condition: bool, where: str, expected: str, got: Any) -> None:
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, torch.nn.Module):
+        return f"a single {type(value).__name__} module"
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return f"{type(value).__name__} of shape {tuple(value.shape)}"
     if isinstance(value, (list, tuple)):
