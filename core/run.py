@@ -178,6 +178,11 @@ class RunDir:
         finally:
             handle.close()
 
+    def refuse_if_locked(self) -> None:
+        """Fail now, before touching any file, if another process holds :meth:`lock`."""
+        with self.lock():
+            pass
+
     def replace_checkpoint(self, write: Any) -> None:
         """Write a new checkpoint folder beside the old one, then swap them, so a crash leaves
         either the old or the new checkpoint whole."""
@@ -269,7 +274,12 @@ def open_run(path: str | Path, domain: Domain | None = None) -> LoadedRun:
         raise RunError(f"{run.meta_path}: {error}") from None
     if not run.codec_dir.is_dir():
         raise RunError(f"{run.path} has no codec/ folder")
-    codec = domain.load_codec(run.codec_dir, config)
+    try:
+        codec = domain.load_codec(run.codec_dir, config)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        # A damaged or planted codec file: one clear error, not the plugin's traceback.
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RunError(f"{run.codec_dir} cannot be read: {detail}") from None
     return LoadedRun(
         run,
         meta,

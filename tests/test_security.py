@@ -1,0 +1,183 @@
+"""Untrusted runs: planted pickles and code tags are refused, nothing they hold ever runs, and run
+files that do not fit (shapes, dtypes, domain, format version) are refused with a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_polyvae
+from polyvae_gaussmix import mixture
+
+import polyvae
+from polyvae.config import load_config_file
+from polyvae.files import save_tensors
+
+FAST = {"batch_size": 32, "latent_dim": 3, "hidden": 16, "threads": 1, "epochs": 1}
+
+
+class Payload:
+    """Unpickling this writes ``marker``: proof that the file was executed."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def payload_bytes(marker: Path) -> bytes:
+    return pickle.dumps(Payload(marker))
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    from polyvae_gaussmix import GaussMixDomain
+
+    folder = tmp_path_factory.mktemp("trained")
+    data = folder / "data.csv"
+    data.write_text("".join(",".join(repr(float(v)) for v in row) + "\n" for row in mixture(96)))
+    polyvae.train(
+        GaussMixDomain(), data=data, config=FAST, out=folder / "run", progress=False, log=print
+    )
+    return folder / "run"
+
+
+@pytest.fixture
+def run_copy(clean_run, tmp_path, registry):
+    target = tmp_path / "run"
+    shutil.copytree(clean_run, target)
+    (target / ".lock").unlink(missing_ok=True)
+    return target
+
+
+def test_the_payload_really_executes_when_unpickled(tmp_path):
+    # Guards the tests below: a payload that did nothing would prove nothing.
+    marker = tmp_path / "marker"
+    pickle.loads(payload_bytes(marker))
+    assert marker.exists()
+
+
+def load_and_cli(run: Path, plugin_site: Path, message: str, cli: bool = True) -> None:
+    """The run is refused by the library and by the installed command, each time in one line."""
+    with pytest.raises(polyvae.RunError, match=message):
+        polyvae.load(run).sample(2, seed=0)
+    if not cli:
+        return
+    result = run_polyvae(["sample", run, "-n", 2, "--set", "threads=1"], site=plugin_site)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert re.search(message, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize(
+    "place, message",
+    [
+        ("model.safetensors", "is not a readable safetensors file"),
+        ("weights.pt", "refusing to load .*weights.pt"),
+        ("codec/extra.pkl", "refusing to load .*codec/extra.pkl"),
+        ("codec/standardiser.json", "codec cannot be read"),
+        ("checkpoint/optimizer.safetensors", "is not a readable safetensors file"),
+    ],
+)
+def test_planted_pickle_is_refused_and_never_runs(run_copy, plugin_site, tmp_path, place, message):
+    marker = tmp_path / "marker"
+    (run_copy / place).write_bytes(payload_bytes(marker))
+    if place.startswith("checkpoint/"):
+        with pytest.raises(polyvae.RunError, match=message):
+            polyvae.train("gaussmix", resume=run_copy, progress=False)
+    else:
+        # One file type of each kind also through the installed command.
+        cli = place in ("weights.pt", "codec/standardiser.json")
+        load_and_cli(run_copy, plugin_site, message, cli=cli)
+    assert not marker.exists()
+
+
+def test_python_tag_in_a_config_file_is_refused(tmp_path, plugin_site, registry):
+    marker = tmp_path / "marker"
+    config = tmp_path / "evil.yaml"
+    config.write_text(f"epochs: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(polyvae.UserError, match="is not valid yaml"):
+        load_config_file(config)
+    data = tmp_path / "data.csv"
+    data.write_text("".join(",".join(map(str, row)) + "\n" for row in mixture(64)))
+    result = run_polyvae(
+        ["train", "gaussmix", "--data", data, "--out", tmp_path / "r", "--config", config],
+        site=plugin_site,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().startswith("Error: config file") and "not valid yaml" in (
+        result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not marker.exists() and not (tmp_path / "r").exists()
+
+
+def test_python_tag_in_run_json_is_refused(run_copy, plugin_site, tmp_path):
+    marker = tmp_path / "marker"
+    (run_copy / "run.json").write_text(
+        f"!!python/object/apply:os.system ['touch {marker}']\nformat: polyvae-run\n"
+    )
+    load_and_cli(run_copy, plugin_site, "run.json is not valid JSON")
+    assert not marker.exists()
+
+
+def edit_meta(run: Path, **changes) -> None:
+    meta = json.loads((run / "run.json").read_text())
+    meta.update(changes)
+    (run / "run.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"format_version": 99}, "has run format 99.*upgrade polyvae"),
+        ({"format_version": "1"}, "has run format '1'"),
+        ({"format": "something-else"}, "is not a polyvae run file"),
+        ({"domain": "molecules"}, "is a 'molecules' run, not 'gaussmix'"),
+        ({"config": {"hidden": "wide"}}, "run.json"),
+    ],
+)
+def test_run_metadata_that_does_not_fit_is_refused(run_copy, changes, message):
+    from polyvae_gaussmix import GaussMixDomain
+
+    edit_meta(run_copy, **changes)
+    with pytest.raises(polyvae.RunError, match=message):
+        polyvae.load(run_copy, domain=GaussMixDomain())
+
+
+def test_unknown_domain_is_refused_from_the_cli(run_copy, plugin_site):
+    edit_meta(run_copy, domain="nosuchdomain")
+    result = run_polyvae(["sample", run_copy, "-n", 2], site=plugin_site)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: ") and "nosuchdomain" in result.stderr
+
+
+@pytest.mark.parametrize("fault", ["shape", "dtype", "missing", "extra"])
+def test_weights_that_do_not_fit_are_refused(run_copy, plugin_site, fault):
+    from polyvae.files import load_tensors
+
+    state = load_tensors(run_copy / "model.safetensors")
+    name = sorted(state)[0]
+    if fault == "shape":
+        state[name] = torch.zeros(*state[name].shape, 2)
+        message = f"'{name}' is .*the model expects"
+    elif fault == "dtype":
+        state[name] = state[name].double()
+        message = f"'{name}' is .*float64, the model expects"
+    elif fault == "missing":
+        del state[name]
+        message = "does not fit this model: missing"
+    else:
+        state["smuggled.weight"] = torch.zeros(1)
+        message = "does not fit this model.*unexpected"
+    save_tensors(run_copy / "model.safetensors", state)
+    load_and_cli(run_copy, plugin_site, message, cli=False)
