@@ -121,6 +121,13 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
         minimum=0.0,
     ),
     Option("batch_size", 128, "items per optimizer step", minimum=1),
+    Option(
+        "length_buckets",
+        50,
+        "batch items of similar length (the domain's unit_counts), sorting windows of this many "
+        "batches (0: off)",
+        minimum=0,
+    ),
     Option("lr", 1e-3, "peak learning rate of AdamW", minimum=0.0),
     Option("weight_decay", 1e-4, "AdamW decoupled weight decay", minimum=0.0),
     Option(

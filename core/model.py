@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from polyvae.vae import active_units, gaussian_kl, mutual_information
 
 # Rounds of extra draws ``sample(unique=True / valid_only=True)`` makes before giving up.
 MAX_SAMPLING_ROUNDS = 10
+# Items ``sample_chunks`` decodes per chunk: memory stays flat however many are asked for.
+SAMPLE_CHUNK = 4096
 
 
 def load(run: str | Path, device: str = "auto", domain: Domain | None = None) -> Model:
@@ -76,30 +78,79 @@ class Model:
         those left out are set to the training mean. ``unique`` and ``valid_only`` draw more
         until ``n`` distinct (by formatted text) or valid items are found; after
         ``MAX_SAMPLING_ROUNDS`` rounds the list may come back shorter, never padded."""
+        chunks = self.sample_chunks(
+            n,
+            temperature=temperature,
+            seed=seed,
+            condition=condition,
+            unique=unique,
+            valid_only=valid_only,
+            **generate_options,
+        )
+        return [item for chunk in chunks for item in chunk]
+
+    def sample_chunks(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        condition: Mapping[str, float] | None = None,
+        unique: bool = False,
+        valid_only: bool = False,
+        chunk_size: int = SAMPLE_CHUNK,
+        **generate_options: Any,
+    ) -> Iterator[list[Any]]:
+        """:meth:`sample` as a stream of lists of at most ``chunk_size`` items, decoded one chunk
+        at a time: a million samples can go to a file (``Domain.write_stream``) without ever
+        being held in memory together. With the default ``chunk_size`` and the same seed they
+        are the items :meth:`sample` returns. ``unique`` remembers a hash of each item's text."""
         if n < 0:
             raise UserError("the number of samples must be zero or more")
+        if chunk_size < 1:
+            raise UserError("chunk_size must be at least 1")
+        # Checked now, not when the first chunk is asked for.
+        row = self._condition_from_targets(condition, 1)
+        return self._sample_chunks(
+            n, temperature, seed, row, unique, valid_only, chunk_size, generate_options
+        )
+
+    def _sample_chunks(
+        self, n, temperature, seed, row, unique, valid_only, chunk_size, generate_options
+    ) -> Iterator[list[Any]]:
         generator = self._generator(seed)
-        kept: list[Any] = []
-        seen: set[str] = set()
+        kept = 0
+        seen: set[int] = set()
         for round_number in range(MAX_SAMPLING_ROUNDS if unique or valid_only else 1):
-            missing = n - len(kept)
+            missing = n - kept
             if missing <= 0:
                 break
             # Ask for extra draws once we have seen how many get filtered out.
             draws = missing if round_number == 0 else min(10 * missing + 64, 20 * n)
-            z = torch.randn(draws, self.latent_dim, generator=generator)
-            rows = self._condition_from_targets(condition, draws)
-            round_seed = None if seed is None else seed + round_number
-            for item in self._generate(z, rows, temperature, round_seed, **generate_options):
-                if valid_only and not self.domain.is_valid(item):
-                    continue
-                if unique:
-                    key = self.domain.format_item(item)
-                    if key in seen:
+            for start in range(0, draws, chunk_size):
+                if kept >= n:
+                    break
+                size = min(chunk_size, draws - start)
+                z = torch.randn(size, self.latent_dim, generator=generator)
+                # Each chunk's decoding noise has its own seed, drawn from the seeded stream.
+                chunk_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+                rows = row.expand(size, -1)
+                chunk = []
+                for item in self._generate(
+                    z, rows, temperature, None if seed is None else chunk_seed, **generate_options
+                ):
+                    if kept + len(chunk) >= n:
+                        break
+                    if valid_only and not self.domain.is_valid(item):
                         continue
-                    seen.add(key)
-                kept.append(item)
-        return kept[:n]
+                    if unique:
+                        key = hash(self.domain.format_item(item))
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                    chunk.append(item)
+                kept += len(chunk)
+                if chunk:
+                    yield chunk
 
     def decode(
         self,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import math
 import random
 import signal
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,11 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from polyvae.config import schema_for
 from polyvae.device import autocast, resolve_device
+from polyvae.distributed import SINGLE, Context, session, share_folder, training_device
 from polyvae.domain import Batch, Domain, ReadReport
 from polyvae.errors import RunError, UserError
 from polyvae.files import (
@@ -53,6 +57,8 @@ from polyvae.vae import active_units, kl_penalty, mutual_information
 RESUMABLE_KEYS = {"epochs", "max_steps", "time_limit", "device", "threads"}
 # Stop when this many optimizer steps in a row produce a non-finite loss.
 MAX_BAD_STEPS = 20
+# Epoch sums that add up over ranks (``beta`` is the same number on every rank).
+RANK_SUMS = ("loss", "recon", "kl", "property_loss", "grad_norm", "items")
 
 
 @dataclass
@@ -104,15 +110,25 @@ def train(
 
     ``config`` holds engine and domain keys (``polyvae.config``); on resume only ``epochs`` and
     ``max_steps`` may change, to extend a run.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` above 1), every process calls this: they train one
+    model data-parallel, and rank 0 alone writes the run directory, logs and shows progress.
     """
     domain = get_domain(domain) if isinstance(domain, str) else domain
-    if resume is not None:
-        trainer = Trainer.resume(domain, Path(resume), data, config or {}, log)
-    else:
-        trainer = Trainer.fresh(domain, data, config or {}, out, log)
-    trainer.progress = progress
-    trainer.callbacks = list(callbacks)
-    return trainer.fit()
+    with session() as place:
+        if not place.is_main:
+            log, progress = _silent, False
+        if resume is not None:
+            trainer = Trainer.resume(domain, Path(resume), data, config or {}, log, place)
+        else:
+            trainer = Trainer.fresh(domain, data, config or {}, out, log, place)
+        trainer.progress = progress
+        trainer.callbacks = list(callbacks)
+        return trainer.fit()
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 class Trainer:
@@ -127,14 +143,16 @@ class Trainer:
         condition: PropertyScaler | None,
         predict: PropertyScaler | None,
         log: Callable[[str], None],
+        place: Context = SINGLE,
     ) -> None:
         self.domain, self.run, self.config, self.meta, self.log = domain, run, config, meta, log
         self.progress = True
         self.callbacks: list[Callback] = []
         self.stop_requested = False
-        # Distributed training slots in here: rank 0 alone writes files and shows progress.
-        self.rank, self.world_size = 0, 1
-        self.device = resolve_device(config["device"])
+        # Under torchrun each rank trains on its share of every epoch; rank 0 alone writes files.
+        self.place = place
+        self.rank, self.world_size = place.rank, place.world_size
+        self.device = training_device(resolve_device(config["device"]), place)
         if config["threads"]:
             # More threads than free cores makes CPU training many times slower, not faster.
             torch.set_num_threads(config["threads"])
@@ -156,13 +174,26 @@ class Trainer:
                 f"the data differs from the data {run.path} was trained on; resume with the same "
                 "file, or start a new run"
             )
+        if len(set(place.gather(fingerprint))) > 1:
+            raise RunError(
+                "the training processes read different data; every node needs the same --data"
+            )
         self.train_index, self.val_index = split_indices(
             len(items), config["val_fraction"], config["seed"]
         )
         self.data = {name: tensor.to(self.device) for name, tensor in encoded.items()}
+        self.sizes = self._item_sizes(encoded)
         torch.manual_seed(config["seed"])
         self.vae = build_vae(domain, config, codec, condition, predict).to(self.device)
-        self.forward = torch.compile(self.vae) if config["compile"] else self.vae
+        network: torch.nn.Module = self.vae
+        if place.enabled:
+            # Same initial weights on every rank (same seed), then each its own sampling noise.
+            if self.rank:
+                torch.manual_seed(_rank_seed(config["seed"], self.rank))
+            network = DistributedDataParallel(
+                self.vae, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.forward = torch.compile(network) if config["compile"] else network
         self.optimizer = torch.optim.AdamW(
             self.vae.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
         )
@@ -190,12 +221,15 @@ class Trainer:
         overrides: Mapping[str, Any],
         out: str | Path | None,
         log: Callable[[str], None],
+        place: Context = SINGLE,
     ) -> Trainer:
         if data is None:
             raise UserError("no training data: pass --data PATH")
         config = domain.resolve_config(overrides)
-        run = RunDir(out or default_run_dir(domain.name))
-        if run.exists() or (run.path.is_dir() and any(run.path.iterdir())):
+        # Rank 0 names the folder (the default holds the time) and checks that it is free.
+        run = RunDir(place.broadcast(str(out or default_run_dir(domain.name))))
+        taken = run.exists() or (run.path.is_dir() and any(run.path.iterdir()))
+        if place.broadcast(taken):
             raise UserError(
                 f"{run.path} already holds files; resume it with --resume or pick --out"
             )
@@ -203,15 +237,21 @@ class Trainer:
         items, report = read_items(domain, data, config)
         seed_everything(config["seed"])
         items, condition, predict = _properties(domain, items, config, report, log)
-        run.path.mkdir(parents=True, exist_ok=True)
-        if report.skipped:
-            atomic_write_text(run.read_report_path, "\n".join(report.log_lines()) + "\n")
-            log(f"{report.summary()} (details in {run.read_report_path})")
-        else:
-            log(report.summary())
-        codec = domain.fit_codec(items, config)
-        run.codec_dir.mkdir(exist_ok=True)
-        codec.save(run.codec_dir)
+        if place.is_main:
+            run.path.mkdir(parents=True, exist_ok=True)
+            if report.skipped:
+                atomic_write_text(run.read_report_path, "\n".join(report.log_lines()) + "\n")
+                log(f"{report.summary()} (details in {run.read_report_path})")
+            else:
+                log(report.summary())
+            codec = domain.fit_codec(items, config)
+            run.codec_dir.mkdir(exist_ok=True)
+            codec.save(run.codec_dir)
+        with tempfile.TemporaryDirectory(prefix="polyvae-codec-") as scratch:
+            # The other ranks load rank 0's codec, sent over the process group.
+            shared = share_folder(place, run.codec_dir, Path(scratch))
+            if not place.is_main:
+                codec = domain.load_codec(shared, config)
         meta = {
             "format": RUN_FORMAT,
             "format_version": RUN_FORMAT_VERSION,
@@ -220,7 +260,7 @@ class Trainer:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "config": config,
             "data": {
-                "source": str(Path(data).resolve()) if isinstance(data, (str, Path)) else IN_MEMORY,
+                "source": _source_name(data),
                 "items": len(items),
                 "read": report.to_dict(),
             },
@@ -229,9 +269,9 @@ class Trainer:
             "status": "training",
             "summary": {},
         }
-        trainer = cls(domain, run, config, meta, items, codec, condition, predict, log)
+        trainer = cls(domain, run, config, meta, items, codec, condition, predict, log, place)
         meta["data"].update(train=len(trainer.train_index), val=len(trainer.val_index))
-        run.write_meta(meta)
+        trainer._write_meta()
         return trainer
 
     @classmethod
@@ -242,7 +282,9 @@ class Trainer:
         data: str | Path | Sequence[Any] | None,
         overrides: Mapping[str, Any],
         log: Callable[[str], None],
+        place: Context = SINGLE,
     ) -> Trainer:
+        # Every rank reads the run: resuming on several nodes needs a shared file system.
         loaded = open_run(path, domain)
         changed = set(overrides) - RESUMABLE_KEYS
         if changed:
@@ -250,11 +292,16 @@ class Trainer:
                 f"cannot change {', '.join(sorted(changed))} when resuming; only "
                 f"{', '.join(sorted(RESUMABLE_KEYS))}"
             )
-        loaded.run.recover_checkpoint()
+        if place.is_main:
+            loaded.run.refuse_if_locked()  # a training still running: change nothing of it
+            loaded.run.recover_checkpoint()
+        place.barrier()
         if not (loaded.run.checkpoint_dir / "state.json").is_file():
             raise RunError(f"{path} has no checkpoint to resume from")
         schema = schema_for(domain.options)
         config = dict(loaded.config)
+        if "length_buckets" not in loaded.meta["config"]:
+            config["length_buckets"] = 0  # runs from before bucketing resume as they began
         config.update({key: schema[key].coerce(value) for key, value in overrides.items()})
         source = data if data is not None else loaded.meta["data"]["source"]
         if source == IN_MEMORY:
@@ -272,9 +319,11 @@ class Trainer:
             loaded.condition,
             loaded.predict,
             log,
+            place,
         )
         trainer._load_checkpoint()
-        loaded.run.truncate_metrics(trainer.state.epoch)
+        if place.is_main:
+            loaded.run.truncate_metrics(trainer.state.epoch)
         log(f"resuming {path} at epoch {trainer.state.epoch + 1}, step {trainer.state.step}")
         return trainer
 
@@ -287,7 +336,8 @@ class Trainer:
         config = self.config
         status = "complete"
         self.started = time.monotonic()
-        with self.run.lock(), self._stop_on_signals():
+        lock = self.run.lock() if self.place.is_main else contextlib.nullcontext()
+        with lock, self._stop_on_signals():
             self.meta["status"] = "training"
             self._write_meta()
             while self.state.epoch < config["epochs"] and not self._out_of_steps():
@@ -301,7 +351,7 @@ class Trainer:
                         f"stopping early: no better validation ELBO for {config['patience']} epochs"
                     )
                     break
-                if self.stop_requested:
+                if self._stop_agreed():
                     status = "interrupted"
                     break
                 status = "complete"
@@ -314,9 +364,11 @@ class Trainer:
                     f"checkpoint saved. Continue with: polyvae train {self.domain.name} "
                     f"--resume {self.run.path}"
                 )
-            if not self.run.weights_path.exists():
+            if self.place.is_main and not self.run.weights_path.exists():
                 save_tensors(self.run.weights_path, self.vae.state_dict())
             self.meta["status"] = status
+            if self.place.enabled:
+                self.meta["distributed"] = self._distributed_record()
             self._write_meta()
         best = self.state.best_score if math.isfinite(self.state.best_score) else None
         return TrainResult(self.run.path, status, self.state.epoch, self.state.step, best)
@@ -357,7 +409,7 @@ class Trainer:
                 bar.set_postfix(self._running_postfix(), refresh=False)
                 for callback in self.callbacks:
                     callback.on_step_end(self, logs)
-                if self.stop_requested:
+                if self._stop_agreed():
                     state.seconds += time.perf_counter() - started
                     return "interrupted"
         state.seconds += time.perf_counter() - started
@@ -388,7 +440,8 @@ class Trainer:
             loss = loss + config["property_weight"] * property_loss
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
-        if not torch.isfinite(loss):
+        # Ranks skip a step together: a backward pass on some ranks only would hang DDP.
+        if self.place.any(not bool(torch.isfinite(loss)), self.device):
             self.scheduler.step()
             return None
         loss.backward()
@@ -447,7 +500,13 @@ class Trainer:
         return int((variance > 0.01).sum())
 
     def _end_epoch(self) -> dict[str, Any]:
-        state, sums = self.state, self.state.epoch_sums
+        state = self.state
+        if self.place.enabled:
+            # The epoch's numbers over all ranks' items.
+            state.epoch_sums, mu_sum, mu_sq_sum = self._rank_totals()
+            self.mu_sum.copy_(mu_sum)
+            self.mu_sq_sum.copy_(mu_sq_sum)
+        sums = state.epoch_sums
         items = max(sums.get("items", 0.0), 1.0)
         record: dict[str, Any] = {
             "epoch": state.epoch + 1,
@@ -507,19 +566,14 @@ class Trainer:
         with fixed noise so epochs compare fairly and training's RNG stream is untouched."""
         if len(self.val_index) == 0:
             return {}
+        if self.place.enabled:
+            return self._validate_shared()
         self.vae.eval()
         sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0}
         mus, logvars = [], []
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config["seed"])
-            for index in self.val_index.split(self.config["batch_size"]):
-                condition = (
-                    self.condition_values[index].to(self.device)
-                    if self.condition_values is not None
-                    else None
-                )
-                with autocast(self.device, self.config["precision"]):
-                    terms = self.vae(take(self.data, index), condition)
+            for terms in self._validation_terms(self.val_index):
                 kl = terms["kl_per_dim"].sum(-1)
                 sums["elbo"] += float((terms["log_px"] - kl).sum())
                 sums["recon"] += float(-terms["log_px"].sum())
@@ -534,19 +588,115 @@ class Trainer:
         self.vae.train()
         return results
 
+    def _validation_terms(self, indices: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
+        """The model's terms on ``indices`` of the data, a batch at a time."""
+        for index in indices.split(self.config["batch_size"]):
+            condition = (
+                self.condition_values[index].to(self.device)
+                if self.condition_values is not None
+                else None
+            )
+            with autocast(self.device, self.config["precision"]):
+                terms = self.vae(take(self.data, index), condition)
+            yield terms
+
+    @torch.no_grad()
+    def _validate_shared(self) -> dict[str, float]:
+        """:meth:`validate` with each rank scoring its share of the validation items; the sums
+        are added over ranks and rank 0's results are everyone's, so that model selection and
+        early stopping agree."""
+        self.vae.eval()
+        shard = self.val_index[self.rank :: self.world_size]
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # elbo, recon, kl
+        mu_sum = torch.zeros(self.config["latent_dim"], dtype=torch.float64, device=self.device)
+        mu_sq_sum = torch.zeros_like(mu_sum)
+        mi_rows = -(-2000 // self.world_size)  # this rank's part of the 2,000 items MI uses
+        mus, logvars = [], []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(_rank_seed(self.config["seed"], self.rank))
+            for terms in self._validation_terms(shard):
+                kl = terms["kl_per_dim"].double().sum(-1)
+                log_px = terms["log_px"].double()
+                totals += torch.stack([(log_px - kl).sum(), -log_px.sum(), kl.sum()])
+                mu = terms["mu"].double()
+                mu_sum += mu.sum(0)
+                mu_sq_sum += mu.pow(2).sum(0)
+                if sum(len(part) for part in mus) < mi_rows:
+                    mus.append(terms["mu"].float().cpu())
+                    logvars.append(terms["logvar"].float().cpu())
+            for tensor in (totals, mu_sum, mu_sq_sum):
+                self.place.sum_(tensor)
+            count = len(self.val_index)
+            results = dict(zip(("elbo", "recon", "kl"), (totals / count).tolist(), strict=True))
+            # Var_x E_q[z_d] (unbiased, as torch.var) from the sums over all validation items.
+            variance = (mu_sq_sum - mu_sum.pow(2) / count) / max(count - 1, 1)
+            results["active_units"] = int((variance > 0.01).sum()) if count > 1 else 0
+            self.latent_variance = variance.tolist() if count > 1 else None
+            parts = self.place.gather(
+                (torch.cat(mus)[:mi_rows], torch.cat(logvars)[:mi_rows]) if mus else None
+            )
+            parts = [part for part in parts if part is not None]
+            results["mutual_info"] = mutual_information(
+                torch.cat([mu for mu, _ in parts]), torch.cat([logvar for _, logvar in parts])
+            )
+        self.vae.train()
+        results, self.latent_variance = self.place.broadcast((results, self.latent_variance))
+        return results
+
+    def _rank_totals(self) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """The epoch's running sums added over all ranks (a copy; the ranks' own stay)."""
+        sums = dict(self.state.epoch_sums)
+        keys = [key for key in RANK_SUMS if key in sums]
+        if keys:  # the same keys on every rank: the ranks skip steps together
+            values = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=self.device)
+            self.place.sum_(values)
+            sums.update(zip(keys, values.tolist(), strict=True))
+        mu_sum = self.place.sum_(self.mu_sum.clone())
+        mu_sq_sum = self.place.sum_(self.mu_sq_sum.clone())
+        return sums, mu_sum, mu_sq_sum
+
+    def _stop_agreed(self) -> bool:
+        """Whether any rank was asked to stop (a signal, a callback); then all stop together."""
+        self.stop_requested = self.place.any(self.stop_requested, self.device)
+        return self.stop_requested
+
+    def _distributed_record(self) -> dict[str, Any]:
+        """How the run was spread, with a hash of each rank's final weights: DDP keeps them
+        equal, and a mismatch is reported rather than silently saving rank 0's."""
+        hashes = self.place.gather(fingerprint_batch(self.vae.state_dict()))
+        if len(set(hashes)) > 1:
+            self.log("warning: the ranks' weights differ at the end of training; rank 0's are kept")
+        return {
+            "world_size": self.world_size,
+            "backend": self.place.backend,
+            "batch_size_per_process": self.config["batch_size"],
+            "weights_sha256_per_rank": hashes,
+        }
+
     # --- checkpoints ---------------------------------------------------------------------------
 
     def _save_checkpoint(self) -> None:
-        if self.rank != 0:
-            return
-        optimizer_skeleton, optimizer_tensors = flatten_state(self.optimizer.state_dict(), "opt")
-        scheduler_skeleton, scheduler_tensors = flatten_state(self.scheduler.state_dict(), "sched")
+        """Rank 0 writes the checkpoint, with the running sums and every rank's RNG state
+        gathered from the others (all ranks call this)."""
         rng_tensors = {"rng.torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng_tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        epoch_sums, mu_sum, mu_sq_sum = self.state.epoch_sums, self.mu_sum, self.mu_sq_sum
+        if self.place.enabled:
+            ranks = self.place.gather(rng_tensors)
+            for rank, states in enumerate(ranks[1:], start=1):
+                rng_tensors.update(
+                    {f"{name}.rank{rank}": tensor for name, tensor in states.items()}
+                )
+            epoch_sums, mu_sum, mu_sq_sum = self._rank_totals()
+        if not self.place.is_main:
+            return
+        optimizer_skeleton, optimizer_tensors = flatten_state(self.optimizer.state_dict(), "opt")
+        scheduler_skeleton, scheduler_tensors = flatten_state(self.scheduler.state_dict(), "sched")
         numpy_state = np.random.get_state()
         state_json = {
-            "train": self.state.__dict__,
+            "train": self.state.__dict__ | {"epoch_sums": epoch_sums},
+            "world_size": self.world_size,
             "optimizer": optimizer_skeleton,
             "scheduler": scheduler_skeleton,
             "rng": {
@@ -554,7 +704,7 @@ class Trainer:
                 "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
             },
         }
-        extra_tensors = {"epoch.mu_sum": self.mu_sum, "epoch.mu_sq_sum": self.mu_sq_sum}
+        extra_tensors = {"epoch.mu_sum": mu_sum, "epoch.mu_sq_sum": mu_sq_sum}
 
         def write(folder: Path) -> None:
             save_tensors(folder / "model.safetensors", self.vae.state_dict())
@@ -574,14 +724,27 @@ class Trainer:
         self.optimizer.load_state_dict(unflatten_state(saved["optimizer"], tensors))
         self.scheduler.load_state_dict(unflatten_state(saved["scheduler"], tensors))
         self.state = TrainState(**saved["train"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if self.device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        saved_world = saved.get("world_size", 1)
+        if saved_world != self.world_size and self.state.step_in_epoch:
+            raise UserError(
+                f"{self.run.path} was checkpointed in the middle of an epoch by {saved_world} "
+                f"processes; resume it with {saved_world} (--nproc {saved_world})"
+            )
+        suffix = f".rank{self.rank}" if self.rank else ""
+        if f"rng.torch{suffix}" in tensors:
+            torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+        else:  # a rank the checkpoint did not have: a fresh stream of its own
+            torch.manual_seed(_rank_seed(self.config["seed"], self.rank) + self.state.step)
+        if self.device.type == "cuda" and f"rng.cuda{suffix}" in tensors:
+            torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
         random.setstate(_python_rng_from_json(saved["rng"]["python"]))
         kind, keys, *rest = saved["rng"]["numpy"]
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
-        self.mu_sum.copy_(tensors["epoch.mu_sum"])
-        self.mu_sq_sum.copy_(tensors["epoch.mu_sq_sum"])
+        if self.place.is_main:  # the checkpoint holds the sums over all ranks
+            self.mu_sum.copy_(tensors["epoch.mu_sum"])
+            self.mu_sq_sum.copy_(tensors["epoch.mu_sq_sum"])
+        else:
+            self.state.epoch_sums = {}
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -604,7 +767,38 @@ class Trainer:
         batches = list(order.split(size))
         if len(batches) > 1 and len(batches[-1]) < size:
             batches.pop()  # a tiny last batch only adds noise
+        if self.sizes is not None:
+            batches = self._bucketed(batches, epoch)
         return batches
+
+    def _item_sizes(self, encoded: Batch) -> torch.Tensor | None:
+        """Each item's length (the domain's ``unit_counts``) when batches are to be bucketed and
+        the lengths differ; None otherwise."""
+        if not self.config["length_buckets"]:
+            return None
+        try:
+            sizes = torch.as_tensor(self.domain.unit_counts(encoded)).reshape(-1).cpu()
+        except NotImplementedError:  # a domain without units: nothing to bucket by
+            return None
+        if len(sizes) != len(self.items) or len(sizes) == 0 or bool((sizes == sizes[0]).all()):
+            return None
+        return sizes
+
+    def _bucketed(self, batches: list[torch.Tensor], epoch: int) -> list[torch.Tensor]:
+        """The same items in batches of similar length: each window of ``length_buckets``
+        shuffled batches is sorted by length and cut again, then all batches are shuffled.
+        Padding, and with it most of a sequence model's wasted work, shrinks; the order is
+        fixed by (seed, epoch, rank), so resume and the other ranks stay exact."""
+        size, window = self.config["batch_size"], self.config["length_buckets"]
+        generator = torch.Generator().manual_seed(
+            _rank_seed(self.config["seed"], self.rank) * 1_000_003 + epoch
+        )
+        regrouped: list[torch.Tensor] = []
+        for start in range(0, len(batches), window):
+            items = torch.cat(batches[start : start + window])
+            ordered = items[torch.argsort(self.sizes[items], stable=True)]
+            regrouped += list(ordered.split(size))
+        return [regrouped[i] for i in torch.randperm(len(regrouped), generator=generator)]
 
     def _beta_warming_up(self) -> bool:
         schedule = self.config["beta_schedule"]
@@ -616,7 +810,10 @@ class Trainer:
         if self.config["max_steps"] and self.state.step >= self.config["max_steps"]:
             return True
         limit = self.config["time_limit"] * 60
-        return bool(limit) and time.monotonic() - self.started > limit
+        if not limit:
+            return False
+        # Every rank ends at the same step, or DDP would wait for the ones still training.
+        return self.place.any(time.monotonic() - self.started > limit, self.device)
 
     def _should_stop_early(self) -> bool:
         patience = self.config["patience"]
@@ -675,14 +872,26 @@ def read_items(
     return items, report
 
 
+def _source_name(data: str | Path | Sequence[Any]) -> str:
+    """How run.json names the data: an absolute path (or glob), or as given a source named
+    ``scheme:name`` that is no file (``torchvision:FashionMNIST``)."""
+    if not isinstance(data, (str, Path)):
+        return IN_MEMORY
+    scheme, colon, _ = str(data).partition(":")
+    if colon and len(scheme) > 1 and scheme.isidentifier() and not Path(data).exists():
+        return str(data)
+    return str(Path(data).resolve())
+
+
 def read_run_data(loaded: LoadedRun) -> tuple[list[Any], list[Any]]:
     """A run's training and validation items, read from its source exactly as training did."""
     source = loaded.meta["data"]["source"]
     if source == IN_MEMORY:
         raise UserError(f"{loaded.run.path} was trained on in-memory items: pass --data")
-    if not Path(source).is_absolute():
+    bundled = Path(str(resources.files("polyvae.data"))) / source
+    if not Path(source).is_absolute() and bundled.exists():
         # Bundled runs name their data relative to the installed polyvae.data package.
-        source = Path(str(resources.files("polyvae.data"))) / source
+        source = bundled
     items, _ = read_items(loaded.domain, source, loaded.config)
     items, _, _ = _properties(loaded.domain, items, loaded.config, None, lambda message: None)
     train_index, val_index = split_indices(
@@ -743,6 +952,11 @@ def split_indices(count: int, val_fraction: float, seed: int) -> tuple[torch.Ten
 def take(data: Batch, index: torch.Tensor) -> Batch:
     index = index.to(next(iter(data.values())).device)
     return {name: tensor[index] for name, tensor in data.items()}
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s sampling noise (rank 0 keeps the run's own)."""
+    return seed + 1_000_003 * rank
 
 
 def seed_everything(seed: int) -> None:

@@ -125,22 +125,28 @@ class SequenceDecoder(Decoder):
     ) -> Batch:
         """Decode every row of ``z`` at once, stopping when all rows have produced ``<eos>``.
         ``temperature=0`` takes the most likely token; ``top_k`` and ``top_p`` (nucleus) restrict
-        sampling to the most likely tokens. Rows are padded after their ``<eos>``."""
+        sampling to the most likely tokens. Rows are padded after their ``<eos>``.
+
+        A row that has ended leaves the batch: each step runs the GRU on the rows still going
+        only, so the work follows the items' own lengths, not the longest one's."""
         steps = (max_length or self.max_length) + 1  # the item's tokens, then <eos>
         count = z.shape[0]
-        token = torch.full((count, 1), BOS, dtype=torch.long, device=z.device)
-        hidden = self._start(z)
-        finished = torch.zeros(count, dtype=torch.bool, device=z.device)
-        produced = [token]
-        for _ in range(steps):
+        tokens = torch.full((count, steps + 1), PAD, dtype=torch.long, device=z.device)
+        tokens[:, 0] = BOS
+        rows = torch.arange(count, device=z.device)  # the rows still going
+        token, hidden, width = tokens[:, :1], self._start(z), 1
+        for position in range(1, steps + 1):
             logits, hidden = self._step(token, z, hidden)
-            token = choose_tokens(logits[:, -1].float(), temperature, top_k, top_p)
-            token = token.masked_fill(finished, PAD).unsqueeze(1)
-            produced.append(token)
-            finished |= token.squeeze(1) == EOS
-            if bool(finished.all()):
-                break
-        tokens = torch.cat(produced, dim=1)
+            chosen = choose_tokens(logits[:, -1].float(), temperature, top_k, top_p)
+            tokens[rows, position] = chosen
+            width = position + 1
+            going = chosen != EOS
+            if not bool(going.all()):
+                if not bool(going.any()):
+                    break
+                rows, z, chosen, hidden = rows[going], z[going], chosen[going], hidden[:, going]
+            token = chosen.unsqueeze(1)
+        tokens = tokens[:, :width]
         return {"tokens": tokens, "lengths": (tokens != PAD).sum(dim=1)}
 
 

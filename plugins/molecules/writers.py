@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from rdkit import Chem
 from rdkit.Chem import Draw, rdDepictor
 
 from polyvae.errors import UserError
-from polyvae.files import atomic_output, atomic_write_text
+from polyvae.files import atomic_output
 from polyvae.plugins.molecules.chemistry import STANDARD_PROPERTIES, mol_properties, parse
 
 COLUMNS = ("smiles", "id", "valid", "novel", *STANDARD_PROPERTIES)
@@ -36,31 +36,89 @@ def write(smiles: Sequence[str], path: Path, novel: Sequence[bool] | None = None
     - ``.png``: a grid of the first 100 molecules.
     - ``.txt``: one SMILES per line.
     """
+    flags = None if novel is None else list(novel)
+    write_stream([list(smiles)], path, None if flags is None else lambda chunk: flags)
+
+
+def write_stream(
+    chunks: Iterable[Sequence[str]],
+    path: Path,
+    novel: Callable[[Sequence[str]], Sequence[bool]] | None = None,
+) -> int:
+    """:func:`write` for molecules that arrive in chunks, one chunk in memory at a time: the
+    rows of ``.csv``, ``.smi``, ``.txt`` and ``.sdf`` files are written as the chunks come (to a
+    temporary file, renamed at the end); a ``.png`` grid keeps the first 100. ``novel`` flags
+    each chunk's novel molecules. Returns the number of molecules written."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".smi"):
-        _write_table(smiles, path, novel, delimiter="," if suffix == ".csv" else "\t")
-    elif suffix == ".sdf":
-        _write_sdf(smiles, path, novel)
-    elif suffix == ".png":
-        _write_grid(smiles, path)
-    elif suffix == ".txt":
-        atomic_write_text(path, "".join(f"{text}\n" for text in smiles))
-    else:
+    if suffix not in (".csv", ".smi", ".sdf", ".png", ".txt"):
         raise UserError(
             f"molecules are written to .csv, .smi, .sdf, .png or .txt files, not '{path.name}'"
         )
+    if suffix == ".png":
+        shown: list[str] = []
+        count = 0
+        for chunk in chunks:
+            shown += list(chunk[: GRID_LIMIT - len(shown)])
+            count += len(chunk)
+        _write_grid(shown, path)
+        return count
+    count = 0
+    with atomic_output(path) as temporary:
+        if suffix == ".sdf":
+            writer = Chem.SDWriter(str(temporary))
+            for chunk in chunks:
+                _sdf_records(writer, chunk, None if novel is None else novel(chunk), count)
+                count += len(chunk)
+            writer.close()
+            return count
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            if suffix == ".txt":
+                for chunk in chunks:
+                    handle.writelines(f"{text}\n" for text in chunk)
+                    count += len(chunk)
+                return count
+            delimiter = "," if suffix == ".csv" else "\t"
+            csv.writer(handle, delimiter=delimiter, lineterminator="\n").writerow(COLUMNS)
+            return _write_rows(chunks, handle, novel, delimiter)
+    return count
+
+
+def _write_rows(
+    chunks: Iterable[Sequence[str]],
+    handle: io.TextIOBase,
+    novel: Callable[[Sequence[str]], Sequence[bool]] | None,
+    delimiter: str,
+) -> int:
+    """Table rows of every chunk, in order; the number of molecules."""
+    count = 0
+    for chunk in chunks:
+        chunk = list(chunk)
+        handle.write(_table_text(chunk, None if novel is None else novel(chunk), count, delimiter))
+        count += len(chunk)
+    return count
+
+
+def _table_text(smiles: list[str], novel: Sequence[bool] | None, start: int, delimiter: str) -> str:
+    buffer = io.StringIO()
+    table = csv.DictWriter(buffer, COLUMNS, delimiter=delimiter, lineterminator="\n")
+    table.writerows(_rows([parse(text) for text in smiles], smiles, novel, start))
+    return buffer.getvalue()
 
 
 def _rows(
-    mols: Sequence[Chem.Mol | None], smiles: Sequence[str], novel: Sequence[bool] | None
+    mols: Sequence[Chem.Mol | None],
+    smiles: Sequence[str],
+    novel: Sequence[bool] | None,
+    start: int = 0,
 ) -> list[dict[str, str]]:
+    """Table rows; ids count on from ``start`` (the molecules already written)."""
     values = mol_properties(mols, list(STANDARD_PROPERTIES))
     rows = []
     for index, text in enumerate(smiles):
         row = {
             "smiles": text,
-            "id": str(index + 1),
+            "id": str(start + index + 1),
             "valid": _flag(mols[index] is not None),
             "novel": "" if novel is None else _flag(novel[index]),
         }
@@ -79,30 +137,19 @@ def _number(value: float) -> str:
     return str(int(value)) if value.is_integer() else f"{value:.3f}"
 
 
-def _write_table(
-    smiles: Sequence[str], path: Path, novel: Sequence[bool] | None, delimiter: str
+def _sdf_records(
+    writer: Chem.SDWriter, smiles: Sequence[str], novel: Sequence[bool] | None, start: int
 ) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS, delimiter=delimiter, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(_rows([parse(text) for text in smiles], smiles, novel))
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _write_sdf(smiles: Sequence[str], path: Path, novel: Sequence[bool] | None) -> None:
-    with atomic_output(path) as temporary:
-        writer = Chem.SDWriter(str(temporary))
-        mols = [parse(text) for text in smiles]
-        for mol, row in zip(mols, _rows(mols, smiles, novel), strict=True):
-            if mol is None:
-                continue  # an invalid string has no structure to write; the id gap shows it
-            rdDepictor.Compute2DCoords(mol)
-            mol.SetProp("_Name", f"molecule {row['id']}")
-            for name, value in row.items():
-                if name not in ("id", "valid") and value:
-                    mol.SetProp(name, value)
-            writer.write(mol)
-        writer.close()
+    mols = [parse(text) for text in smiles]
+    for mol, row in zip(mols, _rows(mols, smiles, novel, start), strict=True):
+        if mol is None:
+            continue  # an invalid string has no structure to write; the id gap shows it
+        rdDepictor.Compute2DCoords(mol)
+        mol.SetProp("_Name", f"molecule {row['id']}")
+        for name, value in row.items():
+            if name not in ("id", "valid") and value:
+                mol.SetProp(name, value)
+        writer.write(mol)
 
 
 def _write_grid(smiles: Sequence[str], path: Path) -> None:
