@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ def build_cli() -> click.Group:
         interpolate_command,
         encode_command,
         score_command,
+        new_plugin_command,
     ):
         cli.add_command(command)
     get_registry().add_commands(cli)
@@ -113,6 +114,13 @@ def plugins_command(as_json: bool) -> None:
 @click.option("--device", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue this run directory.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train data-parallel in N processes on this machine (one per GPU), through torchrun.",
+)
 def train_command(
     domain: str,
     data: Path | None,
@@ -123,10 +131,35 @@ def train_command(
     device: str | None,
     resume: Path | None,
     quiet: bool,
+    nproc: int,
 ) -> None:
-    """Train a VAE for DOMAIN on --data, writing a run directory."""
+    """Train a VAE for DOMAIN on --data, writing a run directory.
+
+    Launched by torchrun (e.g. `torchrun --nproc-per-node 4 -m polyvae.cli train ...`), or with
+    --nproc N, it trains data-parallel: --set batch_size is per process."""
+    from polyvae.distributed import is_main_process, launch
     from polyvae.trainer import train
 
+    if nproc > 1:
+        if resume is None:  # one clear error here rather than one from every process
+            from polyvae.registry import get_domain
+
+            overrides = load_config_file(config_file) if config_file else {}
+            get_domain(domain).resolve_config(overrides | parse_assignments(assignments))
+        argv = ["train", domain]
+        for flag, value in (
+            ("--data", data),
+            ("--config", config_file),
+            ("--out", out),
+            ("--epochs", epochs),
+            ("--device", device),
+            ("--resume", resume),
+        ):
+            if value is not None:
+                argv += [flag, str(value)]
+        argv += [f"--set={assignment}" for assignment in assignments]
+        argv += ["--quiet"] if quiet else []
+        sys.exit(launch(nproc, argv))
     config: dict[str, Any] = load_config_file(config_file) if config_file else {}
     config.update(parse_assignments(assignments))
     if epochs is not None:
@@ -143,10 +176,11 @@ def train_command(
         log=(lambda message: None) if quiet else click.echo,
     )
     best = f"{result.best_val_elbo:.4f}" if result.best_val_elbo is not None else "n/a"
-    click.echo(
-        f"{result.status}: {result.epochs} epochs, {result.steps} steps, best validation ELBO "
-        f"{best}; run saved in {result.run_dir}"
-    )
+    if is_main_process():
+        click.echo(
+            f"{result.status}: {result.epochs} epochs, {result.steps} steps, best validation "
+            f"ELBO {best}; run saved in {result.run_dir}"
+        )
     if result.status == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
     if result.status == "diverged":
@@ -189,9 +223,17 @@ def sample_command(
     from polyvae.model import load
 
     model = load(run, device=device)
-    options = _domain_options(model.domain.generate_options, ctx.args, model.domain.name)
+    domain = model.domain
+    options = _domain_options(
+        [*domain.generate_options, *domain.write_options], ctx.args, domain.name
+    )
+    writing = {option.name for option in domain.write_options}
+    write_options = {name: options.pop(name) for name in list(options) if name in writing}
+    if write_options and output is None:
+        raise UserError(f"{', '.join(_flags(write_options))} apply to the file written with -o")
     targets = {key: _to_float(key, value) for key, value in parse_assignments(condition).items()}
-    items = model.sample(
+    # Decoded, printed or written and scored one chunk at a time: memory stays flat for any -n.
+    chunks = model.sample_chunks(
         count,
         temperature=temperature,
         seed=seed,
@@ -200,13 +242,13 @@ def sample_command(
         valid_only=valid_only,
         **options,
     )
-    if len(items) < count:
+    landing = _Landing(model, targets)
+    produced = _emit_chunks(model, landing.watch(chunks), output, **write_options)
+    if produced < count:
         click.echo(
-            f"note: found only {len(items):,} of {count:,} items that pass the filters", err=True
+            f"note: found only {produced:,} of {count:,} items that pass the filters", err=True
         )
-    if targets:
-        _report_condition(model, items, targets)
-    _emit(model, items, output)
+    landing.report()
 
 
 # --- evaluate -----------------------------------------------------------------------------------
@@ -382,6 +424,29 @@ def score_command(run, data, output, importance_samples, seed, device) -> None:
     click.echo(f"wrote {len(items):,} scores to {output}")
 
 
+# --- new-plugin ---------------------------------------------------------------------------------
+
+
+@click.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to create (default: ./polyvae-NAME); must not exist or be empty.",
+)
+@click.pass_context
+def new_plugin_command(ctx: click.Context, name: str, directory: Path | None) -> None:
+    """Write a ready-to-install plugin package for a new domain NAME (rows of numeric CSV
+    columns, a Gaussian VAE), with sample data and tests that use polyvae.testing."""
+    from polyvae.scaffold import create_plugin
+
+    taken = {*ctx.find_root().command.commands, *get_registry().domains}
+    folder = create_plugin(name, directory, taken=taken)
+    click.echo(f"wrote plugin '{name}' to {folder}")
+    click.echo(f'next: pip install -e "{folder}[test]" && pytest {folder}', err=True)
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -404,32 +469,79 @@ def _inputs(model: Any, items: Sequence[str], data: Path | None) -> list[Any]:
     return [model.domain.parse_item(text) for text in items]
 
 
-def _emit(model: Any, items: Sequence[Any], output: Path | None) -> None:
+def _emit(model: Any, items: Sequence[Any], output: Path | None, **write_options: Any) -> None:
+    _emit_chunks(model, [items], output, **write_options)
+
+
+def _emit_chunks(
+    model: Any, chunks: Iterable[Sequence[Any]], output: Path | None, **write_options: Any
+) -> int:
+    """Print the items, or write them to ``output`` through the domain's streaming writer (a
+    temporary file renamed at the end); the number of items."""
     domain = model.domain
+    count = 0
+
+    def counted() -> Iterator[Sequence[Any]]:
+        nonlocal count
+        for chunk in chunks:
+            count += len(chunk)
+            yield chunk
+
     if output is None:
-        for item in items:
-            click.echo(domain.format_item(item))
-        return
+        for chunk in counted():
+            click.echo("".join(domain.format_item(item) + "\n" for item in chunk), nl=False)
+        return count
     if not output.suffix:
         output = output.with_suffix(domain.default_suffix)
-    domain.write(items, output, codec=model.codec)
-    click.echo(f"wrote {len(items):,} items to {output}", err=True)
+    written = domain.write_stream(counted(), output, codec=model.codec, **write_options)
+    click.echo(f"wrote {count:,} items to {written or output}", err=True)
+    return count
 
 
-def _report_condition(model: Any, items: Sequence[Any], targets: dict[str, float]) -> None:
-    """How close the generated items' properties land to the asked-for values."""
-    names = list(targets)
-    values = np.asarray(model.domain.properties(list(items), names), dtype=np.float64)
-    for column, name in enumerate(names):
-        landed = values[:, column][np.isfinite(values[:, column])]
-        if not len(landed):
-            click.echo(f"{name}: target {targets[name]:g}, no item has this property", err=True)
-            continue
-        click.echo(
-            f"{name}: target {targets[name]:g}, generated {landed.mean():.3f} ± {landed.std():.3f} "
-            f"(mean absolute error {np.abs(landed - targets[name]).mean():.3f}, n={len(landed)})",
-            err=True,
-        )
+def _flags(options: dict[str, Any]) -> list[str]:
+    return ["--" + name.replace("_", "-") for name in options]
+
+
+class _Landing:
+    """How close the generated items' properties land to the asked-for values, tallied chunk by
+    chunk (count, sum, sum of squares, absolute error per property)."""
+
+    def __init__(self, model: Any, targets: dict[str, float]) -> None:
+        self.model, self.targets, self.names = model, targets, list(targets)
+        self.sums = np.zeros((4, len(self.names)))
+
+    def watch(self, chunks: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+        for chunk in chunks:
+            if self.names:
+                self.add(chunk)
+            yield chunk
+
+    def add(self, items: Sequence[Any]) -> None:
+        values = np.asarray(self.model.domain.properties(list(items), self.names), np.float64)
+        for column, name in enumerate(self.names):
+            landed = values[:, column][np.isfinite(values[:, column])]
+            self.sums[:, column] += (
+                len(landed),
+                landed.sum(),
+                np.square(landed).sum(),
+                np.abs(landed - self.targets[name]).sum(),
+            )
+
+    def report(self) -> None:
+        for column, name in enumerate(self.names):
+            count, total, squares, error = self.sums[:, column]
+            if not count:
+                click.echo(
+                    f"{name}: target {self.targets[name]:g}, no item has this property", err=True
+                )
+                continue
+            mean = total / count
+            std = max(squares / count - mean**2, 0.0) ** 0.5
+            click.echo(
+                f"{name}: target {self.targets[name]:g}, generated {mean:.3f} ± {std:.3f} "
+                f"(mean absolute error {error / count:.3f}, n={int(count)})",
+                err=True,
+            )
 
 
 def _domain_options(options: Sequence[Option], args: Sequence[str], domain: str) -> dict[str, Any]:

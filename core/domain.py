@@ -11,7 +11,7 @@ engine can slice, move and cache them without knowing what they mean.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -113,6 +113,9 @@ class Domain(abc.ABC):
     # Extra keyword options of ``Decoder.generate`` (decoding strategy, top-k, ...); the CLI
     # exposes each as ``polyvae sample ... --name value``.
     generate_options: Sequence[Option] = ()
+    # Extra keyword options of :meth:`write` (one file per image, say); ``polyvae sample`` exposes
+    # each as ``--name value`` beside the generate options.
+    write_options: Sequence[Option] = ()
     # What :meth:`unit_counts` counts ("token", "dim"): likelihoods are then also reported per
     # unit (``nll_per_token``, ``bits_per_dim``, ``perplexity``). Empty: items only.
     likelihood_unit: str = ""
@@ -146,14 +149,38 @@ class Domain(abc.ABC):
         """One item as a line of terminal output."""
         return str(item)
 
-    def write(self, items: Sequence[Any], path: Path, codec: Codec | None = None) -> None:
+    def write(self, items: Sequence[Any], path: Path, codec: Codec | None = None) -> Path | None:
         """Write generated items to ``path``; the default writes one formatted item per line.
-        ``codec`` is the run's, when the items come from a run (e.g. to flag novel items)."""
+        ``codec`` is the run's, when the items come from a run (e.g. to flag novel items). A
+        writer that puts the items elsewhere (a folder of files, say) may return that path."""
         if path.suffix.lower() not in (".txt", ""):
             raise UserError(f"domain '{self.name}' writes .txt files, not {path.suffix}")
         from polyvae.files import atomic_write_text
 
         atomic_write_text(path, "".join(self.format_item(item) + "\n" for item in items))
+
+    def write_stream(
+        self,
+        chunks: Iterable[Sequence[Any]],
+        path: Path,
+        codec: Codec | None = None,
+        **options: Any,
+    ) -> Path | None:
+        """:meth:`write` for items that arrive in chunks (``Model.sample_chunks``), e.g. a million
+        samples. The default gathers them and calls :meth:`write` (the plain ``.txt`` writer
+        streams); a domain whose files can grow chunk by chunk overrides it so that memory stays
+        flat. Either way the file appears whole at the end or not at all."""
+        if type(self).write is Domain.write:
+            if path.suffix.lower() not in (".txt", ""):
+                raise UserError(f"domain '{self.name}' writes .txt files, not {path.suffix}")
+            from polyvae.files import atomic_output
+
+            with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as out:
+                for chunk in chunks:
+                    out.writelines(self.format_item(item) + "\n" for item in chunk)
+            return None
+        items = [item for chunk in chunks for item in chunk]
+        return self.write(items, path, codec=codec, **options)
 
     # --- model ---------------------------------------------------------------------------------
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
-from importlib import resources
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from polyvae.plugins.molecules import chemistry, writers
 from polyvae.plugins.molecules.codec import MoleculeCodec, sequence_problem
 from polyvae.plugins.molecules.reader import read_smiles
 from polyvae.plugins.sequence import SequenceDecoder, SequenceEncoder, predicted_tokens
+from polyvae.plugins.shared import bundled_run
 
 # The MOSES VAE (Polykovskiy et al. 2020), as configured in molsets 0.3.1 (moses/vae/config.py,
 # trainer.py): a one-layer 256-unit GRU encoder (one direction), a 3-layer 512-unit GRU decoder,
@@ -150,6 +150,12 @@ class MoleculesDomain(Domain):
         they were not in its training data."""
         writers.write(items, path, novel=None if codec is None else codec.novel(items))
 
+    def write_stream(
+        self, chunks: Iterable[Sequence[str]], path: Path, codec: MoleculeCodec | None = None
+    ) -> None:
+        """:meth:`write`, one chunk in memory at a time (see :func:`writers.write_stream`)."""
+        writers.write_stream(chunks, path, novel=None if codec is None else codec.novel)
+
     # --- model ---------------------------------------------------------------------------------
 
     def fit_codec(self, items: Sequence[str], config: Mapping[str, Any]) -> MoleculeCodec:
@@ -216,11 +222,7 @@ class MoleculesDomain(Domain):
         return chemistry.properties(items, names)
 
     def pretrained(self) -> Path | None:
-        try:
-            folder = resources.files("polyvae.data") / "molecules" / "pretrained"
-        except ModuleNotFoundError:  # an install without the bundled data
-            return None
-        return Path(str(folder)) if folder.is_dir() else None
+        return bundled_run("molecules")
 
 
 def reference_stats(reference: Sequence[str]):

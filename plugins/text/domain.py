@@ -8,10 +8,8 @@ Items are ``str``. With ``label_column`` set, the reader returns :class:`Labelle
 
 from __future__ import annotations
 
-import math
 import unicodedata
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from polyvae.config import Option
 from polyvae.domain import Batch, Domain, ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.sequence import SequenceEncoder, predicted_tokens
+from polyvae.plugins.shared import bundled_run, label_properties
 from polyvae.plugins.text.codec import TOKENIZERS, TextCodec
 from polyvae.plugins.text.decoding import STRATEGIES, TextDecoder
 from polyvae.plugins.text.metrics import reconstruction_bleu, text_metrics
@@ -198,33 +197,7 @@ class TextDomain(Domain):
     def properties(self, items: Sequence[str], names: Sequence[str]) -> np.ndarray:
         """``label``: the label as a number; ``label:VALUE``: 1.0 or 0.0. NaN for texts without
         a label (generated ones, say) and for non-numeric labels under ``label``."""
-        for name in names:
-            if name != "label" and not name.startswith("label:"):
-                raise UserError(
-                    f"unknown text property '{name}': use 'label' for a numeric label column "
-                    "or 'label:VALUE' for each category (with --set label_column=NAME)"
-                )
-        values = np.full((len(items), len(names)), math.nan)
-        for row, item in enumerate(items):
-            label = getattr(item, "label", None)
-            if label is None:
-                continue
-            for column, name in enumerate(names):
-                values[row, column] = _label_value(label, name)
-        return values
+        return label_properties(items, names, "with --set label_column=NAME")
 
     def pretrained(self) -> Path | None:
-        try:
-            folder = resources.files("polyvae.data") / "text" / "pretrained"
-        except ModuleNotFoundError:  # an install without the bundled data
-            return None
-        return Path(str(folder)) if folder.is_dir() else None
-
-
-def _label_value(label: str, name: str) -> float:
-    if name != "label":
-        return float(label == name.removeprefix("label:"))
-    try:
-        return float(label)
-    except ValueError:
-        return math.nan
+        return bundled_run("text")

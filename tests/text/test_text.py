@@ -249,7 +249,7 @@ def test_label_properties():
     values = TextDomain().properties(items, ["label:sports", "label"])
     np.testing.assert_array_equal(values[:2], [[1.0, math.nan], [0.0, 2.5]])
     assert np.isnan(values[2]).all()
-    with pytest.raises(UserError, match="unknown text property 'length'"):
+    with pytest.raises(UserError, match="unknown property 'length'"):
         TextDomain().properties(items, ["length"])
 
 

@@ -1,0 +1,169 @@
+"""``polyvae images ...``: reconstruction grids, interpolation strips and latent traversals, added
+through the ``register_commands`` hook. Each is a few lines over the ``Model`` API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from polyvae.errors import UserError
+from polyvae.plugins.images.reader import Image
+from polyvae.plugins.images.writers import write_grid
+
+MAX_TRAVERSED = 10  # latent dimensions shown by default
+
+
+@click.group("images")
+def images_group() -> None:
+    """Image grids: reconstructions, interpolations and latent traversals."""
+
+
+def _output_option(function):
+    return click.option(
+        "-o", "--output", type=click.Path(path_type=Path), required=True, help="A .png/.jpg file."
+    )(function)
+
+
+@images_group.command("reconstruct")
+@click.argument("run")
+@click.option("--data", type=click.Path(path_type=Path), help="Images (default: validation).")
+@click.option("-n", "count", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--per-row", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
+@_output_option
+@click.option("--device", default="auto", show_default=True)
+def reconstruct_command(run, data, count, per_row, seed, output, device) -> None:
+    """A grid of N images, each row of originals followed by a row of their reconstructions
+    (the mean image decoded from the posterior mean)."""
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    originals = _pick(_images(model, data), count, seed)
+    rebuilt = model.reconstruct(originals)
+    originals = [model.codec.conform(image) for image in originals]
+    write_grid(side_by_side(originals, rebuilt, per_row), output, nrow=per_row)
+    click.echo(f"wrote {len(originals)} images and their reconstructions to {output}", err=True)
+
+
+@images_group.command("interpolate")
+@click.argument("run")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="Draw pairs from these images.")
+@click.option("--pairs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option(
+    "--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
+@_output_option
+@click.option("--device", default="auto", show_default=True)
+def interpolate_command(run, files, data, pairs, steps, method, seed, output, device) -> None:
+    """Interpolation strips: one row per pair of images, the first image, STEPS images decoded
+    along the latent path between their posterior means, then the second image. Give pairs of
+    image FILES, or draw --pairs pairs from --data (default: the run's validation images)."""
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    if files:
+        if len(files) % 2:
+            raise UserError(f"give image files in pairs, got {len(files)}")
+        chosen = [model.domain.parse_item(str(path)) for path in files]
+    else:
+        chosen = _pick(_images(model, data), 2 * pairs, seed)
+    rows: list[Image] = []
+    for start, end in zip(chosen[::2], chosen[1::2], strict=True):
+        path = model.interpolate(start, end, steps=steps, method=method)
+        rows += [model.codec.conform(start), *path, model.codec.conform(end)]
+    write_grid(rows, output, nrow=steps + 2)
+    click.echo(f"wrote {len(chosen) // 2} interpolation strips to {output}", err=True)
+
+
+@images_group.command("traverse")
+@click.argument("run")
+@click.option("--dims", help="Comma-separated latent dimensions (default: the most active).")
+@click.option("--steps", type=click.IntRange(min=2), default=9, show_default=True)
+@click.option("--span", type=click.FloatRange(min=0.0), default=3.0, show_default=True)
+@click.option(
+    "--image", type=click.Path(path_type=Path), help="Start at this image's latent point."
+)
+@_output_option
+@click.option("--device", default="auto", show_default=True)
+def traverse_command(run, dims, steps, span, image, output, device) -> None:
+    """Latent traversals: one row per latent dimension, set to STEPS values from -SPAN to +SPAN
+    while the others stay at the starting point (z = 0, or --image's posterior mean). By
+    default the dimensions whose posterior means vary most on validation data, up to 10."""
+    from polyvae.model import load
+
+    model = load(run, device=device)
+    chosen = _dimensions(model, dims)
+    base = (
+        torch.as_tensor(model.encode([model.domain.parse_item(str(image))]))[0]
+        if image is not None
+        else torch.zeros(model.latent_dim)
+    )
+    z = traversal_points(base, chosen, steps, span)
+    write_grid(model.decode(z), output, nrow=steps)
+    click.echo(
+        f"wrote traversals of latent dimensions {', '.join(map(str, chosen))} to {output}",
+        err=True,
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def side_by_side(originals: Sequence[Image], rebuilt: Sequence[Image], per_row: int) -> list[Image]:
+    """Rows of ``per_row`` originals, each followed by the row of their reconstructions."""
+    ordered: list[Image] = []
+    for start in range(0, len(originals), per_row):
+        ordered += [*originals[start : start + per_row], *rebuilt[start : start + per_row]]
+    return ordered
+
+
+def traversal_points(base: torch.Tensor, dims: Sequence[int], steps: int, span: float):
+    """``(len(dims) * steps, latent_dim)``: for each dimension, ``base`` with that coordinate
+    set to ``steps`` evenly spaced values from -span to +span."""
+    values = torch.linspace(-span, span, steps)
+    rows = base.repeat(len(dims) * steps, 1)
+    for position, dim in enumerate(dims):
+        rows[position * steps : (position + 1) * steps, dim] = values
+    return rows
+
+
+def _dimensions(model, text: str | None) -> list[int]:
+    if text:
+        try:
+            chosen = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise UserError(f"--dims takes comma-separated integers, got {text!r}") from None
+        bad = [dim for dim in chosen if not 0 <= dim < model.latent_dim]
+        if bad or not chosen:
+            raise UserError(f"latent dimensions run from 0 to {model.latent_dim - 1}, got {text}")
+        return chosen
+    variance = model.meta.get("latent_variance")
+    if not variance:
+        return list(range(min(MAX_TRAVERSED, model.latent_dim)))
+    order = np.argsort(-np.asarray(variance, dtype=np.float64), kind="stable")
+    return [int(dim) for dim in order[:MAX_TRAVERSED]]
+
+
+def _images(model, data: Path | None) -> list[Image]:
+    if data is None:
+        return model.data_splits()[1]
+    from polyvae.trainer import read_items
+
+    items, report = read_items(model.domain, data, model.config | {"max_items": 0})
+    if report.skipped:
+        click.echo(report.summary(), err=True)
+    return items
+
+
+def _pick(images: Sequence[Image], count: int, seed: int) -> list[Image]:
+    if len(images) < count:
+        raise UserError(f"asked for {count} images, there are {len(images)}")
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
+    return [images[index] for index in chosen.tolist()]
