@@ -1,12 +1,15 @@
-"""Pieces the built-in domains share: label properties and the bundled pretrained runs."""
+"""Pieces the built-in domains share: label properties, the bundled pretrained runs, and finding
+and opening the text files a reader accepts."""
 
 from __future__ import annotations
 
+import glob
+import gzip
 import math
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -49,3 +52,41 @@ def bundled_run(folder: str) -> Path | None:
     except ModuleNotFoundError:  # an install without the bundled data
         return None
     return Path(str(path)) if path.is_dir() else None
+
+
+class TextFiles:
+    """The text files a reader accepts (by suffix, each optionally gzipped): which kind a file
+    is, which files a source names (a file, a folder or a glob), and opening one."""
+
+    def __init__(self, suffixes: tuple[str, ...], what: str) -> None:
+        self.suffixes = suffixes
+        self.what = what  # "molecules", "texts": for the error messages
+        self.accepted = f"{', '.join(suffixes[:-1])} or {suffixes[-1]} files (optionally .gz)"
+
+    def kind(self, path: Path) -> str | None:
+        suffixes = [suffix.lower() for suffix in path.suffixes[-2:]]
+        if suffixes and suffixes[-1] == ".gz":
+            suffixes.pop()
+        return suffixes[-1] if suffixes and suffixes[-1] in self.suffixes else None
+
+    def files(self, source: str | Path) -> list[Path]:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(file for file in path.iterdir() if file.is_file() and self.kind(file))
+        elif path.is_file():
+            if not self.kind(path):
+                raise UserError(f"{self.what} are read from {self.accepted}, not {path.name}")
+            found = [path]
+        elif glob.has_magic(str(source)):
+            found = sorted(Path(name) for name in glob.glob(str(source)) if self.kind(Path(name)))
+        else:
+            raise FileNotFoundError(2, "no such file or folder", str(source))
+        if not found:
+            raise UserError(f"no {self.accepted} in {source}")
+        return found
+
+    @staticmethod
+    def open(path: Path) -> IO[str]:
+        if path.suffix.lower() == ".gz":
+            return gzip.open(path, "rt", encoding="utf-8", newline="")
+        return open(path, encoding="utf-8", newline="")

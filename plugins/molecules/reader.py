@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import glob
-import gzip
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
@@ -19,9 +17,10 @@ from typing import IO
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.chemistry import canonical_smiles, diagnose
+from polyvae.plugins.shared import TextFiles
 
-SUFFIXES = (".smi", ".txt", ".csv")
-ACCEPTED = ".smi, .txt or .csv files (optionally .gz)"
+FILES = TextFiles((".smi", ".txt", ".csv"), "molecules")
+
 # Below this many records starting worker processes (seconds each) costs more than it saves.
 PARALLEL_FROM = 100_000
 MAX_WORKERS = 8
@@ -35,7 +34,7 @@ def read_smiles(
     from ``column``; ``check(smiles)`` (picklable: it may run in other processes) may return a
     reason to skip a valid molecule."""
     report = ReadReport(str(source))
-    records = [record for path in _files(source) for record in _records(path, column, report)]
+    records = [record for path in FILES.files(source) for record in _records(path, column, report)]
     examined = _examine_all([text for _, text in records], check)
     items: list[str] = []
     for (location, _), (smiles, problem) in zip(records, examined, strict=True):
@@ -77,41 +76,11 @@ def _examine_all(
         return pool.map(examine, texts, chunksize=CHUNK)
 
 
-def _kind(path: Path) -> str | None:
-    suffixes = [suffix.lower() for suffix in path.suffixes[-2:]]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return suffixes[-1] if suffixes and suffixes[-1] in SUFFIXES else None
-
-
-def _files(source: str | Path) -> list[Path]:
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(child for child in path.iterdir() if child.is_file() and _kind(child))
-    elif path.is_file():
-        if not _kind(path):
-            raise UserError(f"molecules are read from {ACCEPTED}, not {path.name}")
-        files = [path]
-    elif glob.has_magic(str(source)):
-        files = sorted(Path(name) for name in glob.glob(str(source)) if _kind(Path(name)))
-    else:
-        raise FileNotFoundError(2, "no such file or folder", str(source))
-    if not files:
-        raise UserError(f"no {ACCEPTED} in {source}")
-    return files
-
-
-def _open(path: Path) -> IO[str]:
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
 def _records(path: Path, column: str, report: ReadReport) -> Iterator[tuple[str, str]]:
     """(location, SMILES text) for every record of one file."""
     try:
-        with _open(path) as handle:
-            if _kind(path) == ".csv":
+        with FILES.open(path) as handle:
+            if FILES.kind(path) == ".csv":
                 yield from _csv_records(handle, path, column, report)
             else:
                 yield from _line_records(handle, path, report)

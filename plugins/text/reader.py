@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import glob
-import gzip
 import json
 import unicodedata
 from collections.abc import Iterator
@@ -27,9 +25,9 @@ from tokenizers import pre_tokenizers
 
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
+from polyvae.plugins.shared import TextFiles
 
-SUFFIXES = (".txt", ".csv", ".jsonl")
-ACCEPTED = ".txt, .csv or .jsonl files (optionally .gz)"
+FILES = TextFiles((".txt", ".csv", ".jsonl"), "texts")
 
 
 class LabelledText(str):
@@ -58,7 +56,7 @@ def read_texts(source: str | Path, form: TextFormat) -> tuple[list[str], ReadRep
     report = ReadReport(str(source))
     items: list[str] = []
     empty = truncated = 0
-    for path in _files(source):
+    for path in FILES.files(source):
         for location, raw, label in _records(path, form, report):
             text = unicodedata.normalize("NFC", raw).strip()
             if not text:
@@ -105,43 +103,13 @@ def _length(text: str, unit: str, limit: int) -> tuple[int, int]:
     return len(words), words[limit - 1][1][1]
 
 
-def _kind(path: Path) -> str | None:
-    suffixes = [suffix.lower() for suffix in path.suffixes[-2:]]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return suffixes[-1] if suffixes and suffixes[-1] in SUFFIXES else None
-
-
-def _files(source: str | Path) -> list[Path]:
-    path = Path(source)
-    if path.is_dir():
-        files = sorted(child for child in path.iterdir() if child.is_file() and _kind(child))
-    elif path.is_file():
-        if not _kind(path):
-            raise UserError(f"texts are read from {ACCEPTED}, not {path.name}")
-        files = [path]
-    elif glob.has_magic(str(source)):
-        files = sorted(Path(name) for name in glob.glob(str(source)) if _kind(Path(name)))
-    else:
-        raise FileNotFoundError(2, "no such file or folder", str(source))
-    if not files:
-        raise UserError(f"no {ACCEPTED} in {source}")
-    return files
-
-
-def _open(path: Path) -> IO[str]:
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
 Record = tuple[str, str, str | None]  # (location, text, label)
 
 
 def _records(path: Path, form: TextFormat, report: ReadReport) -> Iterator[Record]:
     try:
-        with _open(path) as handle:
-            kind = _kind(path)
+        with FILES.open(path) as handle:
+            kind = FILES.kind(path)
             if kind == ".csv":
                 yield from _csv_records(handle, path, form)
             elif kind == ".jsonl":
