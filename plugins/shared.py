@@ -3,6 +3,7 @@ and opening the text files a reader accepts."""
 
 from __future__ import annotations
 
+import csv
 import glob
 import gzip
 import math
@@ -14,6 +15,14 @@ from typing import IO, Any
 import numpy as np
 
 from polyvae.errors import UserError
+
+# Longest text record (a SMILES, a text) a reader keeps; longer ones are skipped and reported.
+# Beyond this, RDKit's canonicalisation recurses deep enough to overflow the C stack (a segfault
+# at about 20,000 chained atoms), and one huge text pads every row of the encoded data to it.
+MAX_RECORD_CHARS = 10_000
+# csv's default field limit (128 KiB) would stop a whole file at one huge field; a field that
+# long is one record, skipped by the length check like a huge line of a .txt file.
+csv.field_size_limit(2**31 - 1)
 
 
 def label_properties(items: Sequence[Any], names: Sequence[str], hint: str) -> np.ndarray:

@@ -20,6 +20,10 @@ sys.path.insert(0, str(SUPPORT))
 import polyvae_gaussmix  # noqa: E402
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "soak: long-running loops that look for leaks (test_soak)")
+
+
 def install_fake_plugin(site: Path, entry_name: str, module_name: str, source: str, version="0.1"):
     """Make ``module_name`` an installed distribution with a ``polyvae`` entry point, as pip
     would: a module plus a .dist-info folder that importlib.metadata finds on the path."""
@@ -95,3 +99,9 @@ def entry_point_path(plugin_site, monkeypatch):
     reset_registry(None)
     yield plugin_site
     reset_registry(None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_read_cache(tmp_path_factory):
+    """Cached reads go to a fresh folder, never the user's ~/.cache (subprocesses inherit it)."""
+    os.environ["POLYVAE_CACHE_DIR"] = str(tmp_path_factory.mktemp("read-cache"))

@@ -27,10 +27,14 @@ import collections
 import glob
 import hashlib
 import inspect
+import math
+import tokenize
+import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image as PILImage
@@ -50,6 +54,9 @@ ACCEPTED = (
 )
 # IDX element types (the third byte of the magic number) -> NumPy big-endian dtypes.
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# A file cut short has each missing image reported; beyond this many, a damaged header is likelier
+# (and a report line for each of the 4 billion images a header can announce would not fit).
+MAX_MISSING_IMAGES = 1_000_000
 
 
 @dataclass(eq=False)
@@ -253,8 +260,10 @@ def _decode(path: Path) -> tuple[Image | None, str]:
     try:
         with PILImage.open(path) as picture:
             picture.load()  # decodes everything: truncated files fail here
-            mode = "L" if picture.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-            if picture.mode in ("I", "I;16", "F"):
+            # Any 16-bit grey layout (I;16, I;16B, ...) is scaled like I, not clipped at 255.
+            wide = picture.mode in ("I", "F") or picture.mode.startswith("I;16")
+            mode = "L" if wide or picture.mode in ("1", "L") else "RGB"
+            if wide:
                 array = np.asarray(picture, dtype=np.float64)
                 top = max(float(array.max()), 1.0)
                 pixels = np.clip(array / (255.0 if top <= 255 else 65535.0) * 255, 0, 255)
@@ -302,18 +311,29 @@ def _parse_idx(path: Path) -> tuple[np.ndarray, int, bool]:
         raise UserError(f"{path} is not an IDX file (bad header)")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(IDX_TYPES[data[2]])
-    per_record = int(np.prod(dims[1:], dtype=np.int64)) * dtype.itemsize
-    complete = min(dims[0], (len(data) - header) // per_record) if per_record else dims[0]
+    per_record = math.prod(dims[1:]) * dtype.itemsize  # Python ints: a damaged header overflows
+    if ndim > 1 and not per_record:  # records of no pixels: nothing to read, however many
+        raise UserError(f"{path}: IDX records of shape {tuple(dims[1:])} hold no values")
+    complete = min(dims[0], (len(data) - header) // per_record)
     body = np.frombuffer(
         data, dtype=dtype, count=complete * per_record // dtype.itemsize, offset=header
     )
-    return body.reshape(complete, *dims[1:]), dims[0], cut or complete < dims[0]
+    try:
+        records = body.reshape(complete, *dims[1:])
+    except ValueError:  # dimensions too large for any array: a damaged header
+        raise UserError(f"{path} is not an IDX file (dimensions {dims})") from None
+    return records, dims[0], cut or complete < dims[0]
 
 
 def _idx_images(path: Path, report: ReadReport) -> Iterator[Image]:
     records, announced, cut = _parse_idx(path)
     if records.ndim not in (3, 4) or (records.ndim == 4 and records.shape[3] not in (1, 3)):
         raise UserError(f"{path}: IDX images are (n, rows, columns[, 1 or 3]), got {records.shape}")
+    if announced - len(records) > MAX_MISSING_IMAGES:
+        raise UserError(
+            f"{path}: the header announces {announced:,} images but the file holds "
+            f"{len(records):,}; is the header damaged?"
+        )
     labels = _idx_labels(path, report)
     for index in range(len(records), announced):
         report.skip(f"{path}#{index}", "missing: the file ends before this image")
@@ -351,14 +371,23 @@ def _array_images(path: Path, report: ReadReport) -> Iterator[Image]:
                         f"{path} has no image array: expected one of {', '.join(IMAGE_KEYS)}, "
                         f"found {', '.join(archive.files) or 'none'}"
                     )
+                member = f"{image_key}.npy"
+                if member in archive.zip.namelist():
+                    with archive.zip.open(member) as handle:
+                        _refuse_cut_short(handle, archive.zip.getinfo(member).file_size, path)
                 array = archive[image_key]
                 label_key = next((key for key in LABEL_KEYS if key in archive.files), None)
                 if label_key is not None:
                     labels = [_label_text(value) for value in archive[label_key].reshape(-1)]
         else:
+            with path.open("rb") as handle:
+                _refuse_cut_short(handle, path.stat().st_size, path)
             array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise UserError(f"cannot read {path}: {error}") from None
+    # A damaged header reaches numpy's parser of Python literals; a damaged archive, zipfile.
+    except (SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error):
+        raise UserError(f"cannot read {path}: not a valid NumPy {path.suffix} file") from None
     if array.ndim == 4 and array.shape[1] in (1, 3) and array.shape[3] not in (1, 3):
         array = array.transpose(0, 2, 3, 1)  # channels first -> channels last
     if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[3] not in (1, 3)):
@@ -370,6 +399,23 @@ def _array_images(path: Path, report: ReadReport) -> Iterator[Image]:
         raise UserError(f"{path}: {len(array)} images but {len(labels)} labels")
     for index, image in _to_uint8(array, path, report):
         yield Image(image, labels[index] if labels is not None else None)
+
+
+def _refuse_cut_short(handle: IO[bytes], size: int, path: Path) -> None:
+    """A UserError when the array's header announces more bytes than its ``size`` bytes hold:
+    numpy allocates what the header says before reading, so a damaged 100-byte file could ask
+    for terabytes."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    announced = math.prod(shape) * dtype.itemsize
+    if handle.tell() + announced > size:
+        raise UserError(
+            f"cannot read {path}: its header announces {announced:,} bytes of {shape} "
+            f"{dtype}, more than the file holds"
+        )
 
 
 def _label_text(value: object) -> str:

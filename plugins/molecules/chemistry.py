@@ -14,10 +14,13 @@ from rdkit import Chem, RDConfig, rdBase
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 
 from polyvae.errors import UserError
+from polyvae.plugins.shared import MAX_RECORD_CHARS
 
 
 def parse(smiles: str) -> Chem.Mol | None:
     """The sanitised molecule, or None; RDKit's error log is silenced (see :func:`diagnose`)."""
+    if len(smiles) > MAX_RECORD_CHARS:  # RDKit would overflow the C stack (a segfault)
+        return None
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles)
     # An empty string parses to a molecule without atoms; that is no molecule.
@@ -34,6 +37,8 @@ def diagnose(smiles: str) -> str:
     """Why ``smiles`` is not a valid molecule, in one line (for read reports)."""
     if not smiles.strip():
         return "empty SMILES"
+    if len(smiles) > MAX_RECORD_CHARS:
+        return f"{len(smiles):,} characters, more than the {MAX_RECORD_CHARS:,} a SMILES may have"
     with rdBase.BlockLogs():
         mol = Chem.MolFromSmiles(smiles, sanitize=False)
         if mol is None:

@@ -10,6 +10,7 @@ import csv
 import functools
 import multiprocessing
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -86,7 +87,10 @@ def _records(path: Path, column: str, report: ReadReport) -> Iterator[tuple[str,
                 yield from _line_records(handle, path, report)
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
-    except (OSError, EOFError) as error:  # includes gzip.BadGzipFile and truncated archives
+    except csv.Error as error:
+        raise UserError(f"{path} is not a readable CSV file: {error}") from None
+    # OSError includes gzip.BadGzipFile; EOFError is a truncated archive, zlib.error a damaged one
+    except (OSError, EOFError, zlib.error) as error:
         raise UserError(f"cannot read {path}: {error}") from None
 
 

@@ -3,7 +3,8 @@
 A .txt file holds one text per line; a .csv file (with a header row) or a .jsonl file (one JSON
 object per line) holds them in a named column or field. Every text is normalised to Unicode NFC
 and stripped. Empty texts are dropped and counted; texts longer than ``max_length`` tokens are
-skipped (each reported with its location) or truncated (counted), as asked.
+skipped (each reported with its location) or truncated (counted), as asked. Records holding NUL
+bytes (binary data) or more than ``MAX_RECORD_CHARS`` characters are skipped and reported.
 
 With a ``label_column``, each text comes back as a :class:`LabelledText`: a ``str`` that also
 carries that column's value, so that everything which handles texts handles it unchanged, while
@@ -16,6 +17,7 @@ import csv
 import functools
 import json
 import unicodedata
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from tokenizers import pre_tokenizers
 
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
-from polyvae.plugins.shared import TextFiles
+from polyvae.plugins.shared import MAX_RECORD_CHARS, TextFiles
 
 FILES = TextFiles((".txt", ".csv", ".jsonl"), "texts")
 
@@ -62,6 +64,10 @@ def read_texts(source: str | Path, form: TextFormat) -> tuple[list[str], ReadRep
             if not text:
                 empty += 1
                 continue
+            problem = _problem(text)
+            if problem:
+                report.skip(location, problem)
+                continue
             if form.max_length:
                 count, cut = _length(text, form.unit, form.max_length)
                 if count > form.max_length:
@@ -86,6 +92,15 @@ def read_texts(source: str | Path, form: TextFormat) -> tuple[list[str], ReadRep
             f"(first: {location}: {reason})"
         )
     return items, report
+
+
+def _problem(text: str) -> str | None:
+    """Why a text is no text at all (binary data, a huge blob), or None."""
+    if "\x00" in text:
+        return "holds NUL bytes: binary data, not text"
+    if len(text) > MAX_RECORD_CHARS:
+        return f"{len(text):,} characters, more than the {MAX_RECORD_CHARS:,} a text may have"
+    return None
 
 
 @functools.cache
@@ -119,7 +134,10 @@ def _records(path: Path, form: TextFormat, report: ReadReport) -> Iterator[Recor
                     yield f"{path}:{number}", line, None
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
-    except (OSError, EOFError) as error:  # includes gzip.BadGzipFile and truncated archives
+    except csv.Error as error:
+        raise UserError(f"{path} is not a readable CSV file: {error}") from None
+    # OSError includes gzip.BadGzipFile; EOFError is a truncated archive, zlib.error a damaged one
+    except (OSError, EOFError, zlib.error) as error:
         raise UserError(f"cannot read {path}: {error}") from None
 
 
