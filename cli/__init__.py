@@ -20,6 +20,7 @@ from polyvae.files import atomic_write_bytes, atomic_write_text
 from polyvae.registry import get_registry
 
 EXIT_USER_ERROR = 2
+DEFAULT_METRIC_SAMPLES = 1000  # evaluate's and report's -n
 EXIT_INTERRUPTED = 130
 
 
@@ -45,6 +46,8 @@ def build_cli() -> click.Group:
     def cli() -> None:
         """Train and sample variational autoencoders on molecules, texts, images and more."""
 
+    from polyvae.cli.runs import compare_command, runs_command  # it imports this module
+
     for command in (
         plugins_command,
         train_command,
@@ -54,7 +57,10 @@ def build_cli() -> click.Group:
         interpolate_command,
         encode_command,
         score_command,
+        runs_command,
+        compare_command,
         new_plugin_command,
+        report_command,
     ):
         cli.add_command(command)
     get_registry().add_commands(cli)
@@ -121,6 +127,11 @@ def plugins_command(as_json: bool) -> None:
     show_default=True,
     help="Train data-parallel in N processes on this machine (one per GPU), through torchrun.",
 )
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Also log to RUN/tensorboard/ for TensorBoard (needs the tensorboard package).",
+)
 def train_command(
     domain: str,
     data: Path | None,
@@ -132,6 +143,7 @@ def train_command(
     resume: Path | None,
     quiet: bool,
     nproc: int,
+    tensorboard: bool,
 ) -> None:
     """Train a VAE for DOMAIN on --data, writing a run directory.
 
@@ -140,6 +152,11 @@ def train_command(
     from polyvae.distributed import is_main_process, launch
     from polyvae.trainer import train
 
+    callbacks = []
+    if tensorboard:  # checked here so that a missing package is one error, not one per worker
+        from polyvae.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger())
     if nproc > 1:
         if resume is None:  # one clear error here rather than one from every process
             from polyvae.registry import get_domain
@@ -159,6 +176,7 @@ def train_command(
                 argv += [flag, str(value)]
         argv += [f"--set={assignment}" for assignment in assignments]
         argv += ["--quiet"] if quiet else []
+        argv += ["--tensorboard"] if tensorboard else []
         sys.exit(launch(nproc, argv))
     config: dict[str, Any] = load_config_file(config_file) if config_file else {}
     config.update(parse_assignments(assignments))
@@ -173,6 +191,7 @@ def train_command(
         out=out,
         resume=resume,
         progress=not quiet,
+        callbacks=callbacks,
         log=(lambda message: None) if quiet else click.echo,
     )
     best = f"{result.best_val_elbo:.4f}" if result.best_val_elbo is not None else "n/a"
@@ -202,6 +221,13 @@ def train_command(
 @click.option("--valid-only", is_flag=True, help="Only items the domain deems valid.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file.")
 @click.option("--device", default="auto", show_default=True)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Spread the work over N processes on this machine, through torchrun.",
+)
 @click.pass_context
 def sample_command(
     ctx: click.Context,
@@ -214,76 +240,103 @@ def sample_command(
     valid_only: bool,
     output: Path | None,
     device: str,
+    nproc: int,
 ) -> None:
     """Generate items from RUN (a run directory, or a domain name for its bundled model).
 
     Domains add their own decoding options (e.g. --strategy beam); an unknown option's error
-    lists the ones the domain has.
+    lists the ones the domain has. With --nproc N (or launched by torchrun) the processes
+    decode the chunks in turn and rank 0 writes them: the same items as one process.
     """
+    from polyvae.distributed import launch, session, worker_device
     from polyvae.model import load
 
-    model = load(run, device=device)
-    domain = model.domain
-    options = _domain_options(
-        [*domain.generate_options, *domain.write_options], ctx.args, domain.name
-    )
-    writing = {option.name for option in domain.write_options}
-    write_options = {name: options.pop(name) for name in list(options) if name in writing}
-    if write_options and output is None:
-        raise UserError(f"{', '.join(_flags(write_options))} apply to the file written with -o")
-    targets = {key: _to_float(key, value) for key, value in parse_assignments(condition).items()}
-    # Decoded, printed or written and scored one chunk at a time: memory stays flat for any -n.
-    chunks = model.sample_chunks(
-        count,
-        temperature=temperature,
-        seed=seed,
-        condition=targets,
-        unique=unique,
-        valid_only=valid_only,
-        **options,
-    )
-    landing = _Landing(model, targets)
-    produced = _emit_chunks(model, landing.watch(chunks), output, **write_options)
-    if produced < count:
-        click.echo(
-            f"note: found only {produced:,} of {count:,} items that pass the filters", err=True
+    with session() as place:
+        # With --nproc everything is checked here once, on the CPU, then the workers start.
+        model = load(run, device="cpu" if nproc > 1 else worker_device(device, place))
+        domain = model.domain
+        options = _domain_options(
+            [*domain.generate_options, *domain.write_options], ctx.args, domain.name
         )
-    landing.report()
+        writing = {option.name for option in domain.write_options}
+        write_options = {name: options.pop(name) for name in list(options) if name in writing}
+        if write_options and output is None:
+            raise UserError(f"{', '.join(_flags(write_options))} apply to the file written with -o")
+        targets = {
+            key: _to_float(key, value) for key, value in parse_assignments(condition).items()
+        }
+        # Decoded, printed or written and scored one chunk at a time: memory stays flat for any -n.
+        chunks = model.sample_chunks(
+            count,
+            temperature=temperature,
+            seed=seed,
+            condition=targets,
+            unique=unique,
+            valid_only=valid_only,
+            place=place,
+            **options,
+        )
+        if nproc > 1:
+            argv = ["sample", run, "-n", str(count), f"--temperature={temperature}"]
+            argv += [f"--seed={seed}"] if seed is not None else []
+            argv += [f"--condition={assignment}" for assignment in condition]
+            argv += ["--unique"] if unique else []
+            argv += ["--valid-only"] if valid_only else []
+            argv += [f"--output={output}"] if output is not None else []
+            sys.exit(launch(nproc, [*argv, f"--device={device}", *ctx.args]))
+        if not place.is_main:
+            for _ in chunks:  # this rank's share of the decoding; rank 0 writes
+                pass
+            return
+        landing = _Landing(model, targets)
+        produced = _emit_chunks(model, landing.watch(chunks), output, **write_options)
+        if produced < count:
+            click.echo(
+                f"note: found only {produced:,} of {count:,} items that pass the filters", err=True
+            )
+        landing.report()
 
 
 # --- evaluate -----------------------------------------------------------------------------------
 
 
+def _evaluation_options(function: Any) -> Any:
+    """--data, -n, -k and --likelihood-items, as evaluate and report take them."""
+    for option in reversed(
+        (
+            click.option(
+                "--data",
+                type=click.Path(path_type=Path),
+                help="Held-out items (default: the run's validation split).",
+            ),
+            click.option(
+                "-n",
+                "samples",
+                type=click.IntRange(min=0),
+                help="Samples for the domain's metrics, 0: likelihood metrics only (default 1000).",
+            ),
+            click.option(
+                "-k",
+                "importance_samples",
+                type=click.IntRange(min=1),
+                help="Importance samples of the IWAE bound (default: the domain's, 50; images "
+                "1000).",
+            ),
+            click.option(
+                "--likelihood-items",
+                type=click.IntRange(min=0),
+                help="Random held-out items for ELBO/IWAE/KL/AU/MI, 0: all (default: the "
+                "domain's, 1000; images 500).",
+            ),
+        )
+    ):
+        function = option(function)
+    return function
+
+
 @click.command("evaluate")
 @click.argument("run")
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    help="Held-out items (default: the run's validation split).",
-)
-@click.option(
-    "-n",
-    "samples",
-    type=click.IntRange(min=0),
-    default=1000,
-    show_default=True,
-    help="Samples for the domain's metrics.",
-)
-@click.option(
-    "-k",
-    "importance_samples",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    help="Importance samples of the IWAE bound.",
-)
-@click.option(
-    "--likelihood-items",
-    type=click.IntRange(min=0),
-    default=1000,
-    show_default=True,
-    help="Random held-out items for ELBO/IWAE/KL/AU/MI (0: all).",
-)
+@_evaluation_options
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -291,26 +344,31 @@ def sample_command(
 def evaluate_command(
     run: str,
     data: Path | None,
-    samples: int,
-    importance_samples: int,
-    likelihood_items: int,
+    samples: int | None,
+    importance_samples: int | None,
+    likelihood_items: int | None,
     temperature: float,
     seed: int,
     as_json: bool,
     device: str,
 ) -> None:
-    """ELBO, IWAE NLL, KL, active units, mutual information and the domain's metrics."""
-    from polyvae.model import load
+    """ELBO, IWAE NLL, KL, active units, mutual information and the domain's metrics.
 
+    For a run directory the results are also saved in RUN/evaluation.json (`polyvae runs` and
+    `polyvae compare` show them)."""
+    from polyvae.model import load
+    from polyvae.run import RunDir
+
+    # A bundled model named by its domain is shared: only a run directory gets the record.
+    record_in = RunDir(run) if Path(run).is_dir() else None
+    weights = record_in.weights_signature() if record_in else None
     model = load(run, device=device)
-    training: list[Any] = []
-    try:
-        training, reference = model.data_splits()
-    except UserError:
-        if data is None:
-            raise
-    if data is not None:
-        reference = _read(model, data)
+    if importance_samples is None:
+        importance_samples = model.domain.importance_samples
+    if likelihood_items is None:
+        likelihood_items = model.domain.likelihood_items
+    training, reference = _held_out(model, data)
+    samples = DEFAULT_METRIC_SAMPLES if samples is None else samples
     results = model.evaluate(
         reference,
         k=importance_samples,
@@ -320,12 +378,97 @@ def evaluate_command(
         training=training,
         likelihood_items=likelihood_items,
     )
+    if record_in is not None:
+        settings = {
+            "data": str(data.resolve()) if data is not None else None,
+            "k": importance_samples,
+            "samples": samples,
+            "likelihood_items": likelihood_items,
+            "temperature": temperature,
+            "seed": seed,
+        }
+        try:
+            record_in.write_evaluation(results, settings, weights=weights)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            click.echo(
+                f"note: results not saved to {record_in.evaluation_path}: {reason}", err=True
+            )
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:
         click.echo(
             _table([("metric", "value"), *((key, _fmt(value)) for key, value in results.items())])
         )
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+@click.command("report")
+@click.argument("run")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The HTML file (default: RUN/report.html, or DOMAIN-report.html for a bundled model).",
+)
+@click.option(
+    "--png",
+    "png_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write every plot and gallery picture as a PNG file in this folder.",
+)
+@_evaluation_options
+@click.option("--colour-by", help="Property that colours the latent map (default: labels).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def report_command(
+    run: str,
+    output: Path | None,
+    png_dir: Path | None,
+    data: Path | None,
+    samples: int | None,
+    importance_samples: int | None,
+    likelihood_items: int | None,
+    colour_by: str | None,
+    seed: int,
+    device: str,
+) -> None:
+    """Write a self-contained HTML report of RUN: training curves, KL per latent dimension, a
+    map of the latent space, the domain's gallery and its metrics beside published results."""
+    from polyvae.model import load
+    from polyvae.report import build_report, write_html, write_pngs
+    from polyvae.run import RunDir
+
+    model = load(run, device=device)
+    training, held_out = _held_out(model, data)
+    # The last `polyvae evaluate` of these weights, unless other evaluation settings are asked.
+    asked = (data, samples, importance_samples, likelihood_items) != (None,) * 4
+    evaluation = None if asked or not Path(run).is_dir() else RunDir(run).read_evaluation()
+    if evaluation is not None:
+        click.echo(
+            f"metrics from {RunDir(run).evaluation_path} ({evaluation['evaluated_at']})", err=True
+        )
+    report = build_report(
+        model,
+        held_out,
+        training,
+        samples=DEFAULT_METRIC_SAMPLES if samples is None else samples,
+        k=importance_samples,
+        likelihood_items=likelihood_items,
+        seed=seed,
+        colour_by=colour_by,
+        evaluation=evaluation,
+        log=lambda message: click.echo(message, err=True),
+    )
+    if output is None:
+        output = Path(run) / "report.html" if Path(run).is_dir() else Path(f"{run}-report.html")
+    write_html(report, output)
+    click.echo(f"wrote {output}", err=True)
+    if png_dir is not None:
+        written = write_pngs(report, png_dir)
+        click.echo(f"wrote {len(written)} PNG files to {png_dir}", err=True)
 
 
 # --- per-item commands --------------------------------------------------------------------------
@@ -408,13 +551,41 @@ def encode_command(run, data, output, sample, seed, device) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def score_command(run, data, output, importance_samples, seed, device) -> None:
-    """Anomaly scores (nats; higher is more unusual) of --data, written to a CSV file."""
-    from polyvae.model import load
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Spread the work over N processes on this machine, through torchrun.",
+)
+def score_command(run, data, output, importance_samples, seed, device, nproc) -> None:
+    """Anomaly scores (nats; higher is more unusual) of --data, written to a CSV file.
 
-    model = load(run, device=device)
-    items = _read(model, data)
-    scores = model.score(items, k=importance_samples, seed=seed)
+    With --nproc N (or launched by torchrun) each process scores a share of the items and
+    rank 0 writes all the scores, in input order."""
+    from polyvae.distributed import launch, session, worker_device
+    from polyvae.model import load
+    from polyvae.trainer import read_items
+
+    with session() as place:
+        if nproc > 1:  # checked here once, then every worker reads --data itself
+            load(run, device="cpu")
+            if not data.exists():
+                raise UserError(f"no such file or folder: {data}")
+            argv = ["score", run, f"--data={data}", f"--output={output}"]
+            argv += ["-k", str(importance_samples), f"--seed={seed}", f"--device={device}"]
+            sys.exit(launch(nproc, argv))
+        model = load(run, device=worker_device(device, place))
+        if place.is_main:
+            items = _read(model, data)
+        else:  # the same items; rank 0 reports what was skipped
+            items = read_items(model.domain, data, model.config | {"max_items": 0})[0]
+        scores = model.score(items, k=importance_samples, seed=seed, place=place)
+        if place.is_main:
+            _write_scores(model, items, scores, output)
+
+
+def _write_scores(model: Any, items: Sequence[Any], scores: np.ndarray, output: Path) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["index", "item", "score"])
@@ -457,6 +628,20 @@ def _read(model: Any, data: Path) -> list[Any]:
     if report.skipped:
         click.echo(report.summary(), err=True)
     return items
+
+
+def _held_out(model: Any, data: Path | None) -> tuple[list[Any], list[Any]]:
+    """(training items, for novelty; held-out items): --data is held out, else the run's own
+    validation split. Without the run's data at hand, training items are empty."""
+    training: list[Any] = []
+    try:
+        training, held_out = model.data_splits()
+    except UserError:
+        if data is None:
+            raise
+    if data is not None:
+        held_out = _read(model, data)
+    return training, held_out
 
 
 def _inputs(model: Any, items: Sequence[str], data: Path | None) -> list[Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from polyvae.device import resolve_device
 from polyvae.errors import UserError
 
 ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -67,6 +68,14 @@ class Context:
             return [value]
         values: list[Any] = [None] * self.world_size
         dist.all_gather_object(values, value)
+        return values
+
+    def gather_to_main(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value``, in rank order, on rank 0; None on the other ranks."""
+        if not self.enabled:
+            return [value]
+        values: list[Any] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(value, values, dst=0)
         return values
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -130,13 +139,26 @@ def session() -> Iterator[Context]:
         dist.destroy_process_group()
 
 
+def worker_device(name: str, place: Context) -> str:
+    """The device setting ``name`` (auto, cpu, cuda:N, ...) resolved for this rank."""
+    return str(training_device(resolve_device(name), place))
+
+
+def share(count: int, place: Context) -> range:
+    """This rank's contiguous share of ``range(count)``; the shares differ in size by one at
+    most and, in rank order, cover it."""
+    return range(
+        count * place.rank // place.world_size, count * (place.rank + 1) // place.world_size
+    )
+
+
 def training_device(device: torch.device, place: Context) -> torch.device:
     """Each rank's device: its own GPU (``cuda:LOCAL_RANK``, whatever ``cuda:N`` was asked for)
-    when training on CUDA."""
+    when working on CUDA."""
     if not place.enabled:
         return device
     if device.type == "mps":
-        raise UserError("distributed training runs on CUDA or the CPU, not MPS")
+        raise UserError("several processes run on CUDA or the CPU, not MPS")
     if device.type == "cuda":
         return torch.device("cuda", place.local_rank % torch.cuda.device_count())
     return device

@@ -11,6 +11,7 @@ engine can slice, move and cache them without knowing what they mean.
 from __future__ import annotations
 
 import abc
+import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,17 @@ class ReadReport:
 
     def log_lines(self) -> list[str]:
         return [f"{location}\t{reason}" for location, reason in self.skipped]
+
+
+@dataclass
+class Panel:
+    """One piece of a domain's gallery in a run report (``polyvae report``): a picture, a table of
+    items (first row the header), or both."""
+
+    title: str
+    png: bytes | None = None
+    rows: list[list[str]] = field(default_factory=list)
+    caption: str = ""
 
 
 @runtime_checkable
@@ -119,6 +131,13 @@ class Domain(abc.ABC):
     # What :meth:`unit_counts` counts ("token", "dim"): likelihoods are then also reported per
     # unit (``nll_per_token``, ``bits_per_dim``, ``perplexity``). Empty: items only.
     likelihood_unit: str = ""
+    # Default k of the IWAE bound that ``polyvae evaluate`` reports (-k overrides).
+    importance_samples: int = 50
+    # Default number of held-out items for the likelihood metrics (--likelihood-items; 0: all).
+    likelihood_items: int = 1000
+    # Published results to show beside a run's metrics in reports and ``polyvae compare``:
+    # row label -> metric name (as :meth:`metrics` keys it) -> value.
+    reference_results: Mapping[str, Mapping[str, float]] = {}
 
     def default_config(self) -> dict[str, Any]:
         return {option.name: option.default for option in self.options}
@@ -231,3 +250,40 @@ class Domain(abc.ABC):
     def pretrained(self) -> Path | None:
         """The bundled pretrained run directory, if the plugin ships one."""
         return None
+
+    # --- reports -------------------------------------------------------------------------------
+
+    def gallery(self, model: Any, items: Sequence[Any], seed: int) -> list[Panel]:
+        """What a run report shows of ``model`` (a :class:`polyvae.model.Model`): by default a
+        table of samples and the interpolation between two of the held-out ``items``. Domains
+        with pictures (molecule drawings, image grids) override it."""
+        samples = model.sample(12, seed=seed)
+        panels = [
+            Panel(
+                "Samples",
+                rows=[["#", "sample"]]
+                + [[str(number), self.format_item(item)] for number, item in enumerate(samples, 1)],
+                caption="Prior samples at temperature 1.",
+            )
+        ]
+        if len(items) >= 2:
+            path = model.interpolate(items[0], items[-1], steps=8)
+            panels.append(
+                Panel(
+                    "Interpolation",
+                    rows=[["step", "item"]]
+                    + [[str(step), self.format_item(item)] for step, item in enumerate(path)],
+                    caption="Greedy decodings along the spherical path between two held-out items' "
+                    "posterior means; the first and last rows are their reconstructions.",
+                )
+            )
+        return panels
+
+
+def require_property(domain: Domain, name: str, context: str) -> None:
+    """Raise :class:`UserError` if the domain lists its properties and ``name`` is not one."""
+    known = set(domain.property_names())
+    if known and name not in known:
+        close = difflib.get_close_matches(name, sorted(known), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"{context}: unknown property '{name}' for domain '{domain.name}'{hint}")

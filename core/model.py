@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from polyvae.device import autocast, resolve_device
+from polyvae.distributed import SINGLE, Context, share
 from polyvae.domain import Batch, Domain
 from polyvae.errors import UserError
 from polyvae.registry import get_registry
@@ -98,12 +100,20 @@ class Model:
         unique: bool = False,
         valid_only: bool = False,
         chunk_size: int = SAMPLE_CHUNK,
+        place: Context = SINGLE,
         **generate_options: Any,
     ) -> Iterator[list[Any]]:
         """:meth:`sample` as a stream of lists of at most ``chunk_size`` items, decoded one chunk
         at a time: a million samples can go to a file (``Domain.write_stream``) without ever
         being held in memory together. With the default ``chunk_size`` and the same seed they
-        are the items :meth:`sample` returns. ``unique`` remembers a hash of each item's text."""
+        are the items :meth:`sample` returns. ``unique`` remembers a hash of each item's text.
+
+        Chunk i's latent points and decoding noise are seeded from (``seed``, i) alone. With a
+        distributed ``place`` (a torchrun worker's), the ranks decode the chunks in turn (chunk
+        i on rank i % world_size) and send them to rank 0, which filters them in chunk order
+        and yields exactly what one process would; the other ranks yield nothing, but must
+        iterate to do their share. ``valid_only`` is checked on the rank that decoded the
+        chunk, ``unique`` on rank 0."""
         if n < 0:
             raise UserError("the number of samples must be zero or more")
         if chunk_size < 1:
@@ -111,46 +121,70 @@ class Model:
         # Checked now, not when the first chunk is asked for.
         row = self._condition_from_targets(condition, 1)
         return self._sample_chunks(
-            n, temperature, seed, row, unique, valid_only, chunk_size, generate_options
+            n, temperature, seed, row, unique, valid_only, chunk_size, place, generate_options
         )
 
     def _sample_chunks(
-        self, n, temperature, seed, row, unique, valid_only, chunk_size, generate_options
+        self, n, temperature, seed, row, unique, valid_only, chunk_size, place, generate_options
     ) -> Iterator[list[Any]]:
-        generator = self._generator(seed)
+        if seed is None:  # a fresh stream, the same on every rank
+            seed = place.broadcast(secrets.randbits(62))
         kept = 0
         seen: set[int] = set()
+        first_chunk = 0
         for round_number in range(MAX_SAMPLING_ROUNDS if unique or valid_only else 1):
             missing = n - kept
             if missing <= 0:
                 break
             # Ask for extra draws once we have seen how many get filtered out.
             draws = missing if round_number == 0 else min(10 * missing + 64, 20 * n)
-            for start in range(0, draws, chunk_size):
+            sizes = [min(chunk_size, draws - start) for start in range(0, draws, chunk_size)]
+            # One step decodes world_size chunks at once; a step never spans two rounds, as
+            # the next round's size depends on what this one kept.
+            for step in range(0, len(sizes), place.world_size):
                 if kept >= n:
                     break
-                size = min(chunk_size, draws - start)
-                z = torch.randn(size, self.latent_dim, generator=generator)
-                # Each chunk's decoding noise has its own seed, drawn from the seeded stream.
-                chunk_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-                rows = row.expand(size, -1)
-                chunk = []
-                for item in self._generate(
-                    z, rows, temperature, None if seed is None else chunk_seed, **generate_options
-                ):
-                    if kept + len(chunk) >= n:
-                        break
-                    if valid_only and not self.domain.is_valid(item):
-                        continue
-                    if unique:
-                        key = hash(self.domain.format_item(item))
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                    chunk.append(item)
-                kept += len(chunk)
-                if chunk:
-                    yield chunk
+                mine = step + place.rank
+                decoded = []
+                if mine < len(sizes):
+                    decoded = self._decode_chunk(
+                        _derived_seeds(seed, first_chunk + mine),
+                        sizes[mine],
+                        row,
+                        temperature,
+                        valid_only,
+                        generate_options,
+                    )
+                chunks = []
+                for items in place.gather_to_main(decoded) or []:
+                    chunk = []
+                    for item in items:
+                        if kept + len(chunk) >= n:
+                            break
+                        if unique:
+                            key = hash(self.domain.format_item(item))
+                            if key in seen:
+                                continue
+                            seen.add(key)
+                        chunk.append(item)
+                    kept += len(chunk)
+                    if chunk:
+                        chunks.append(chunk)
+                # Before yielding, so that the other ranks decode on while rank 0 writes.
+                kept = place.broadcast(kept)
+                yield from chunks
+            first_chunk += len(sizes)
+
+    def _decode_chunk(
+        self, seeds, size, row, temperature, valid_only, generate_options
+    ) -> list[Any]:
+        latent_seed, decoding_seed = seeds
+        generator = torch.Generator().manual_seed(latent_seed)
+        z = torch.randn(size, self.latent_dim, generator=generator)
+        items = self._generate(
+            z, row.expand(size, -1), temperature, decoding_seed, **generate_options
+        )
+        return [item for item in items if self.domain.is_valid(item)] if valid_only else items
 
     def decode(
         self,
@@ -169,12 +203,29 @@ class Model:
         rows = self._condition_from_targets(condition, len(z))
         return self._generate(z.float(), rows, temperature, seed, **generate_options)
 
+    def posterior(self, items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | x) for each item, each ``(n, latent_dim)`` on the CPU."""
+        batch = self.codec.encode(list(items))
+        condition = self._item_conditions(items)
+        mus, logvars = [], []
+        with torch.no_grad():
+            for index in torch.arange(len(items)).split(self.batch_size):
+                part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
+                cond = condition[index].to(self.device) if self.condition_names else None
+                with autocast(self.device, self.config["precision"]):
+                    mu, logvar = self.vae.posterior_params(part, cond)
+                mus.append(mu.float().cpu())
+                logvars.append(logvar.float().cpu())
+        if not mus:
+            return torch.zeros(0, self.latent_dim), torch.zeros(0, self.latent_dim)
+        return torch.cat(mus), torch.cat(logvars)
+
     @torch.no_grad()
     def encode(
         self, items: Sequence[Any], sample: bool = False, seed: int | None = None
     ) -> np.ndarray:
         """Posterior means (or one posterior sample each) of ``items``: ``(n, latent_dim)``."""
-        mus, logvars = self._posterior(items)
+        mus, logvars = self.posterior(items)
         if not sample:
             return mus.numpy()
         noise = torch.randn(mus.shape, generator=self._generator(seed))
@@ -323,16 +374,26 @@ class Model:
     # --- likelihoods ---------------------------------------------------------------------------
 
     @torch.no_grad()
-    def score(self, items: Sequence[Any], k: int = 1, seed: int = 0) -> np.ndarray:
+    def score(
+        self, items: Sequence[Any], k: int = 1, seed: int = 0, place: Context = SINGLE
+    ) -> np.ndarray:
         """Per-item anomaly score in nats: the negative ELBO (``k=1``) or the IWAE estimate of
-        -log p(x) with ``k`` importance samples (tighter; ``k`` times the cost)."""
+        -log p(x) with ``k`` importance samples (tighter; ``k`` times the cost). Batch b's
+        noise is seeded from (``seed``, b) alone. With a distributed ``place``, each rank scores
+        a contiguous share of the batches and every rank gets all the scores, in item order."""
         if k < 1:
             raise UserError("k must be at least 1")
-        batch = self.codec.encode(list(items))
-        condition = self._item_conditions(items)
-        scores = []
-        with self._seeded(seed):
-            for index in torch.arange(len(items)).split(self.batch_size):
+        numbers = share(math.ceil(len(items) / self.batch_size), place)
+        start, stop = numbers.start * self.batch_size, numbers.stop * self.batch_size
+        mine = list(items[start:stop])
+        # A rank may have no batches at all (fewer batches than ranks).
+        batch, condition = (
+            (self.codec.encode(mine), self._item_conditions(mine)) if mine else ({}, None)
+        )
+        scores = [torch.zeros(0)]
+        for offset in range(0, len(mine), self.batch_size):
+            index = slice(offset, offset + self.batch_size)
+            with self._seeded(_derived_seeds(seed, numbers.start + offset // self.batch_size)[0]):
                 part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
                 cond = condition[index].to(self.device) if self.condition_names else None
                 with autocast(self.device, self.config["precision"]):
@@ -342,7 +403,7 @@ class Model:
                     else:
                         value = -self.vae.iwae_log_likelihood(part, cond, samples=k)
                 scores.append(value.float().cpu())
-        return torch.cat(scores).numpy() if scores else np.zeros(0)
+        return np.concatenate(place.gather(torch.cat(scores).numpy()))
 
     @torch.no_grad()
     def likelihood(self, items: Sequence[Any], k: int = 50, seed: int = 0) -> dict[str, float]:
@@ -418,22 +479,6 @@ class Model:
         return read_run_data(self.loaded)
 
     # --- internals -----------------------------------------------------------------------------
-
-    def _posterior(self, items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.codec.encode(list(items))
-        condition = self._item_conditions(items)
-        mus, logvars = [], []
-        with torch.no_grad():
-            for index in torch.arange(len(items)).split(self.batch_size):
-                part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
-                cond = condition[index].to(self.device) if self.condition_names else None
-                with autocast(self.device, self.config["precision"]):
-                    mu, logvar = self.vae.posterior_params(part, cond)
-                mus.append(mu.float().cpu())
-                logvars.append(logvar.float().cpu())
-        if not mus:
-            return torch.zeros(0, self.latent_dim), torch.zeros(0, self.latent_dim)
-        return torch.cat(mus), torch.cat(logvars)
 
     def _item_conditions(self, items: Sequence[Any]) -> torch.Tensor:
         scaler = self.loaded.condition
@@ -523,6 +568,13 @@ class _SeededScope:
 
     def __exit__(self, *exc: Any) -> None:
         self.fork.__exit__(*exc)
+
+
+def _derived_seeds(seed: int, index: int) -> tuple[int, int]:
+    """Two independent seeds for part ``index`` of the stream seeded with ``seed``, from
+    (``seed``, ``index``) alone, so that any process can draw any part."""
+    latent, noise = np.random.SeedSequence([seed % 2**64, index]).generate_state(2, np.uint64)
+    return int(latent) >> 1, int(noise) >> 1
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:

@@ -6,6 +6,9 @@ codec/              the domain's codec files
 checkpoint/         last weights, optimizer, scheduler, RNG and step state for exact resume
 metrics.jsonl       one line per epoch
 read_report.tsv     records the reader skipped, with where and why (only if any were)
+evaluation.json     the last ``polyvae evaluate``: when, the weights' size and mtime, the
+                    settings and the results (ignored once model.safetensors changes)
+tensorboard/        TensorBoard event files (only with ``polyvae train --tensorboard``)
 """
 
 from __future__ import annotations
@@ -13,15 +16,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 
 from polyvae import __version__
 from polyvae.domain import Codec, Domain
@@ -116,6 +122,14 @@ class RunDir:
     def read_report_path(self) -> Path:
         return self.path / "read_report.tsv"
 
+    @property
+    def evaluation_path(self) -> Path:
+        return self.path / "evaluation.json"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
     def exists(self) -> bool:
         return self.meta_path.is_file()
 
@@ -157,12 +171,73 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+        records = []
+        for number, line in enumerate(self.metrics_path.read_text().splitlines(), 1):
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise RunError(f"{self.metrics_path} line {number} is not JSON") from None
+        return records
 
     def truncate_metrics(self, last_epoch: int) -> None:
         """Drop epoch lines written after the checkpoint we resume from."""
         kept = [record for record in self.read_metrics() if record["epoch"] <= last_epoch]
         atomic_write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in kept))
+
+    def parameter_count(self) -> int | None:
+        """How many numbers model.safetensors holds, from its header alone (no weights are
+        loaded); None when the run has no weights yet."""
+        if not self.weights_path.is_file():
+            return None
+        try:
+            with safe_open(str(self.weights_path), framework="pt") as weights:
+                names = weights.keys()  # safe_open is no mapping: it has keys() but no __iter__
+                shapes = [weights.get_slice(name).get_shape() for name in names]
+        except (SafetensorError, OSError) as error:
+            raise RunError(
+                f"{self.weights_path} is not a readable safetensors file: {error}"
+            ) from None
+        return sum(math.prod(shape) for shape in shapes)
+
+    def weights_signature(self) -> dict[str, int] | None:
+        """Size and modification time of model.safetensors: they change whenever training
+        writes new best weights, so they tell whether an evaluation still describes them."""
+        try:
+            stat = self.weights_path.stat()
+        except FileNotFoundError:
+            return None
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def write_evaluation(
+        self,
+        results: Mapping[str, Any],
+        settings: Mapping[str, Any],
+        weights: Mapping[str, int] | None = None,
+    ) -> None:
+        """Record an evaluation of this run's weights (``weights``: their signature when the
+        model was loaded, by default now). Raises OSError when the directory is read-only."""
+        record = {
+            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "weights": dict(weights) if weights is not None else self.weights_signature(),
+            "settings": dict(settings),
+            "results": dict(results),
+        }
+        atomic_write_json(self.evaluation_path, record)
+
+    def read_evaluation(self) -> dict[str, Any] | None:
+        """The recorded evaluation, or None when there is none, it cannot be read, or the
+        weights have changed since (a stale record describes another model)."""
+        try:
+            record = json.loads(self.evaluation_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("results"), dict):
+            return None
+        if record.get("weights") != self.weights_signature():
+            return None
+        return record
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

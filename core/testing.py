@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from polyvae.config import Option
-from polyvae.domain import Codec, Domain, ReadReport
+from polyvae.domain import Codec, Domain, Panel, ReadReport
 from polyvae.errors import UserError
 from polyvae.model import Model, load
 from polyvae.trainer import train
@@ -404,6 +404,34 @@ def _check_model(domain: Domain, model: Model, items: list, tmp_path: Path) -> N
     )
     where = f"{domain.name}.metrics(generated, reference, training)"
     _check_numbers(_call(where, domain.metrics, samples, items[:4], items[4:]), where)
+    _check_gallery(domain, model, items)
+
+
+def _check_gallery(domain: Domain, model: Model, items: list) -> None:
+    """What ``polyvae report`` shows: panels with a title and a PNG or a table; published rows
+    keyed like metrics."""
+    where = f"{domain.name}.gallery(model, items, seed)"
+    panels = _call(where, domain.gallery, model, items[:8], 0)
+    _expect(isinstance(panels, list) and panels, where, "a non-empty list of Panels", panels)
+    for panel in panels:
+        _expect(isinstance(panel, Panel), where, "Panel objects", _describe(panel))
+        _expect(bool(panel.title), where, "a title on every panel", repr(panel.title))
+        _expect(panel.png is not None or bool(panel.rows), where, "a PNG or rows", panel.title)
+        if panel.png is not None:
+            _expect(
+                isinstance(panel.png, bytes) and panel.png.startswith(b"\x89PNG\r\n\x1a\n"),
+                f"{where} panel {panel.title!r}",
+                "PNG bytes",
+                _describe(panel.png),
+            )
+        _expect(
+            all(isinstance(cell, str) for row in panel.rows for cell in row),
+            f"{where} panel {panel.title!r}",
+            "rows of strings",
+            _describe(panel.rows),
+        )
+    for label, row in domain.reference_results.items():
+        _check_numbers(dict(row), f"{domain.name}.reference_results[{label!r}]")
 
 
 def _check_numbers(values: Any, where: str) -> None:

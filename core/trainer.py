@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import math
 import random
 import signal
+import statistics
 import tempfile
 import time
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,10 +26,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from polyvae.cache import load_read, read_key, store_read
 from polyvae.config import schema_for
 from polyvae.device import autocast, resolve_device
 from polyvae.distributed import SINGLE, Context, session, share_folder, training_device
-from polyvae.domain import Batch, Domain, ReadReport
+from polyvae.domain import Batch, Domain, ReadReport, require_property
 from polyvae.errors import RunError, UserError
 from polyvae.files import (
     atomic_write_text,
@@ -57,6 +60,12 @@ from polyvae.vae import active_units, kl_penalty, mutual_information
 RESUMABLE_KEYS = {"epochs", "max_steps", "time_limit", "device", "threads"}
 # Stop when this many optimizer steps in a row produce a non-finite loss.
 MAX_BAD_STEPS = 20
+# A step whose loss or gradient norm rises above its median over the last SPIKE_WINDOW steps by
+# more than SPIKE_FACTOR times that median's size is logged as a spike (the loss can be negative,
+# so not "a multiple of the median"); at most one line of each kind every QUIET_STEPS steps.
+SPIKE_WINDOW = 50
+SPIKE_FACTOR = 10.0
+QUIET_STEPS = 100
 # Epoch sums that add up over ranks (``beta`` is the same number on every rank).
 RANK_SUMS = ("loss", "recon", "kl", "property_loss", "grad_norm", "items")
 
@@ -87,13 +96,21 @@ class TrainState:
 
 
 class Callback:
-    """Hooks into the loop; ``trainer.request_stop()`` ends it cleanly with a checkpoint."""
+    """Hooks into the loop; ``trainer.request_stop()`` ends it cleanly with a checkpoint. Every
+    rank calls them; ``trainer.place.is_main`` is true on the one that writes files."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Before the first step; ``trainer.state`` is the resumed one when resuming."""
 
     def on_step_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
         pass
 
     def on_epoch_end(self, trainer: Trainer, record: Mapping[str, Any]) -> None:
         pass
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """After the last step, however training ended (also on an error or a second Ctrl-C);
+        ``trainer.meta["status"]`` says how."""
 
 
 def train(
@@ -210,6 +227,11 @@ class Trainer:
         # Sums of posterior means over the epoch so far, for the live active-units count.
         self.mu_sum = torch.zeros(config["latent_dim"], dtype=torch.float64, device=self.device)
         self.mu_sq_sum = torch.zeros_like(self.mu_sum)
+        # Recent steps' loss and gradient norm, to log spikes (logging only: not checkpointed).
+        self.recent: dict[str, deque[float]] = {
+            name: deque(maxlen=SPIKE_WINDOW) for name in ("loss", "grad_norm")
+        }
+        self.last_logged: dict[str, int] = {}
 
     # --- construction --------------------------------------------------------------------------
 
@@ -333,6 +355,15 @@ class Trainer:
         self.stop_requested = True
 
     def fit(self) -> TrainResult:
+        for callback in self.callbacks:
+            callback.on_train_begin(self)
+        try:
+            return self._fit()
+        finally:
+            for callback in self.callbacks:
+                callback.on_train_end(self)
+
+    def _fit(self) -> TrainResult:
         config = self.config
         status = "complete"
         self.started = time.monotonic()
@@ -345,6 +376,8 @@ class Trainer:
                 if status != "epoch_done":
                     break
                 record = self._end_epoch()
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, record)
                 if self._should_stop_early():
                     status = "early_stopped"
                     self.log(
@@ -355,8 +388,6 @@ class Trainer:
                     status = "interrupted"
                     break
                 status = "complete"
-                for callback in self.callbacks:
-                    callback.on_epoch_end(self, record)
             if status == "interrupted":
                 self._save_checkpoint()
                 self.log(
@@ -364,7 +395,8 @@ class Trainer:
                     f"checkpoint saved. Continue with: polyvae train {self.domain.name} "
                     f"--resume {self.run.path}"
                 )
-            if self.place.is_main and not self.run.weights_path.exists():
+            unsaved = not self.run.weights_path.exists()
+            if self.place.is_main and unsaved and self._weights_finite():
                 save_tensors(self.run.weights_path, self.vae.state_dict())
             self.meta["status"] = status
             if self.place.enabled:
@@ -372,6 +404,10 @@ class Trainer:
             self._write_meta()
         best = self.state.best_score if math.isfinite(self.state.best_score) else None
         return TrainResult(self.run.path, status, self.state.epoch, self.state.step, best)
+
+    def _weights_finite(self) -> bool:
+        checks = [torch.isfinite(parameter).all() for parameter in self.vae.parameters()]
+        return bool(torch.stack(checks).all())  # one device sync a step, not one a tensor
 
     def _train_epoch(self) -> str:
         """Run the rest of the current epoch; 'epoch_done', 'interrupted' or 'diverged'."""
@@ -397,6 +433,9 @@ class Trainer:
                 state.step_in_epoch += 1
                 if logs is None:
                     state.bad_steps += 1
+                    self._log_rarely(
+                        "skipped", f"step {state.step}: non-finite loss or gradient; step skipped"
+                    )
                     if state.bad_steps >= MAX_BAD_STEPS:
                         self.log(
                             f"stopping: {MAX_BAD_STEPS} steps in a row gave a non-finite loss "
@@ -405,10 +444,19 @@ class Trainer:
                         return "diverged"
                     continue
                 state.bad_steps = 0
+                self._log_spikes(logs)
                 bar.update(1)
                 bar.set_postfix(self._running_postfix(), refresh=False)
                 for callback in self.callbacks:
                     callback.on_step_end(self, logs)
+                if not self._weights_finite():
+                    # A finite loss can still step into NaN weights; training on would save
+                    # them over the last good checkpoint (and, in warm-up, the best weights).
+                    self.log(
+                        f"stopping: the weights became non-finite at step {state.step}; the "
+                        "last good checkpoint is kept (lower lr or raise grad_clip)"
+                    )
+                    return "diverged"
                 if self._stop_agreed():
                     state.seconds += time.perf_counter() - started
                     return "interrupted"
@@ -442,7 +490,7 @@ class Trainer:
         state.step += 1
         # Ranks skip a step together: a backward pass on some ranks only would hang DDP.
         if self.place.any(not bool(torch.isfinite(loss)), self.device):
-            self.scheduler.step()
+            self._skip_scheduler_step()
             return None
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -450,7 +498,7 @@ class Trainer:
         )
         if not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
-            self.scheduler.step()
+            self._skip_scheduler_step()
             return None
         self.optimizer.step()
         self.scheduler.step()
@@ -469,7 +517,41 @@ class Trainer:
         sums["beta"] = beta
         self.mu_sum += mu.sum(0)
         self.mu_sq_sum += mu.pow(2).sum(0)
-        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item(), "beta": beta}
+        return {
+            "loss": loss.item(),
+            "recon": recon.item(),
+            "kl": kl.item(),
+            "beta": beta,
+            "grad_norm": float(grad_norm),
+        }
+
+    def _skip_scheduler_step(self) -> None:
+        """Keep the schedule in step past a skipped step, without PyTorch's warning about a
+        scheduler step before any optimizer step (a skipped first step is just that)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`")
+            self.scheduler.step()
+
+    def _log_spikes(self, logs: Mapping[str, float]) -> None:
+        """Log a loss or gradient-norm spike against the recent steps (see SPIKE_FACTOR)."""
+        for name in ("loss", "grad_norm"):
+            value, recent = logs[name], self.recent[name]
+            if len(recent) >= SPIKE_WINDOW // 5:
+                median = statistics.median(recent)
+                if value - median > SPIKE_FACTOR * max(abs(median), 1e-12):
+                    self._log_rarely(
+                        name,
+                        f"{name.replace('_', ' ')} spike at step {self.state.step}: {value:.4g}, "
+                        f"against a median of {median:.4g} over the last {len(recent)} steps",
+                    )
+            recent.append(value)
+
+    def _log_rarely(self, kind: str, message: str) -> None:
+        """Log ``message`` unless one of the same kind was logged in the last QUIET_STEPS steps."""
+        last = self.last_logged.get(kind)
+        if last is None or self.state.step - last >= QUIET_STEPS:
+            self.last_logged[kind] = self.state.step
+            self.log(message)
 
     def _augment_epoch(self, epoch: int) -> None:
         """This epoch's encoding of the training items, from a seed fixed by (seed, epoch) so
@@ -855,10 +937,17 @@ def read_items(
 ) -> tuple[list[Any], ReadReport]:
     """Items from a path (read by the domain) or an in-memory sequence of items."""
     if isinstance(data, (str, Path)):
-        try:
-            items, report = domain.read(data, config)
-        except FileNotFoundError as error:
-            raise UserError(f"data not found: {error.filename or data}") from None
+        key = read_key(domain, Path(data), config)
+        cached = load_read(key, str(data)) if key else None
+        if cached:
+            items, report = cached
+        else:
+            try:
+                items, report = domain.read(data, config)
+            except FileNotFoundError as error:
+                raise UserError(f"data not found: {error.filename or data}") from None
+            if key:
+                store_read(key, items, report)
     else:
         items = list(data)
         report = ReadReport(IN_MEMORY, kept=len(items))
@@ -901,16 +990,9 @@ def read_run_data(loaded: LoadedRun) -> tuple[list[Any], list[Any]]:
 
 
 def _check_property_names(domain: Domain, config: Mapping[str, Any]) -> None:
-    known = set(domain.property_names())
     for key in ("condition", "predict"):
         for name in config[key]:
-            if known and name not in known:
-                close = difflib.get_close_matches(name, sorted(known), n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise UserError(
-                    f"config key '{key}': unknown property '{name}' for domain "
-                    f"'{domain.name}'{hint}"
-                )
+            require_property(domain, name, f"config key '{key}'")
 
 
 def _properties(domain, items, config, report, log):

@@ -43,14 +43,15 @@ def test_neighbours_stay_close_and_widen_with_radius(model):
 
 
 def test_gradient_ascent_on_the_property_head_raises_the_property(model):
-    baseline = np.mean([item[0] for item in model.sample(200, seed=1, temperature=0.0)])
+    prior = [item[0] for item in model.sample(2000, seed=1, temperature=0.0)]
     ranked = model.optimize("first", n=20, steps=60, seed=0)
     assert len(ranked) == 20
     scores = [score for _, score in ranked]
     assert scores == sorted(scores, reverse=True)
     # Scores are the real property of the decoded items, not the head's prediction.
     assert all(score == pytest.approx(item[0]) for item, score in ranked)
-    assert np.mean(scores) > baseline + 0.5
+    # The search lands above what all but the top 5% of prior samples reach.
+    assert np.mean(scores) > np.quantile(prior, 0.95)
 
 
 def test_cross_entropy_search_with_a_scoring_function(model):

@@ -100,13 +100,8 @@ def traverse_command(run, dims, steps, span, image, output, device) -> None:
 
     model = load(run, device=device)
     chosen = _dimensions(model, dims)
-    base = (
-        torch.as_tensor(model.encode([model.domain.parse_item(str(image))]))[0]
-        if image is not None
-        else torch.zeros(model.latent_dim)
-    )
-    z = traversal_points(base, chosen, steps, span)
-    write_grid(model.decode(z), output, nrow=steps)
+    start = model.domain.parse_item(str(image)) if image is not None else None
+    write_grid(traversals(model, chosen, steps, span, start), output, nrow=steps)
     click.echo(
         f"wrote traversals of latent dimensions {', '.join(map(str, chosen))} to {output}",
         err=True,
@@ -122,6 +117,19 @@ def side_by_side(originals: Sequence[Image], rebuilt: Sequence[Image], per_row: 
     for start in range(0, len(originals), per_row):
         ordered += [*originals[start : start + per_row], *rebuilt[start : start + per_row]]
     return ordered
+
+
+def traversals(
+    model, dims: Sequence[int], steps: int, span: float, start: Image | None = None
+) -> list[Image]:
+    """Images decoded along each of ``dims`` in turn, ``steps`` a dimension, from z = 0 or from
+    ``start``'s posterior mean."""
+    base = (
+        torch.as_tensor(model.encode([start]))[0]
+        if start is not None
+        else torch.zeros(model.latent_dim)
+    )
+    return model.decode(traversal_points(base, dims, steps, span))
 
 
 def traversal_points(base: torch.Tensor, dims: Sequence[int], steps: int, span: float):
@@ -144,11 +152,17 @@ def _dimensions(model, text: str | None) -> list[int]:
         if bad or not chosen:
             raise UserError(f"latent dimensions run from 0 to {model.latent_dim - 1}, got {text}")
         return chosen
+    return strongest_dimensions(model)
+
+
+def strongest_dimensions(model, limit: int = MAX_TRAVERSED) -> list[int]:
+    """Up to ``limit`` latent dimensions, those whose posterior means vary most on validation
+    data first."""
     variance = model.meta.get("latent_variance")
     if not variance:
-        return list(range(min(MAX_TRAVERSED, model.latent_dim)))
+        return list(range(min(limit, model.latent_dim)))
     order = np.argsort(-np.asarray(variance, dtype=np.float64), kind="stable")
-    return [int(dim) for dim in order[:MAX_TRAVERSED]]
+    return [int(dim) for dim in order[:limit]]
 
 
 def _images(model, data: Path | None) -> list[Image]:

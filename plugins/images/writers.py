@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +40,19 @@ def grid(images: Sequence[Image], nrow: int = 0, padding: int = 2) -> torch.Tens
     return make_grid(to_tensor(images), nrow=nrow, padding=padding, pad_value=1.0)
 
 
+def grid_png(images: Sequence[Image], nrow: int = 0, min_side: int = 64) -> bytes:
+    """The grid as PNG bytes, small images enlarged (nearest neighbour, whole factors) to at
+    least ``min_side`` pixels a side so that a report shows them at a visible size."""
+    tensor = grid(images, nrow)
+    side = min(images[0].pixels.shape[:2])
+    factor = max(1, -(-min_side // side))
+    if factor > 1:
+        tensor = torch.nn.functional.interpolate(tensor[None], scale_factor=factor)[0]
+    buffer = io.BytesIO()
+    save_image(tensor, buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_grid(images: Sequence[Image], path: Path, nrow: int = 0) -> None:
     image_format = _format(path)
     with atomic_output(path) as temporary:
@@ -45,18 +61,40 @@ def write_grid(images: Sequence[Image], path: Path, nrow: int = 0) -> None:
 
 def write_each(images: Sequence[Image], path: Path) -> Path:
     """One file per image, ``0000.png``, ``0001.png``, ... in the folder ``path`` without its
-    suffix (``samples.png`` -> ``samples/``); returns the folder."""
+    suffix (``samples.png`` -> ``samples/``); returns the folder. The folder is filled beside
+    and swapped in whole, so it never mixes these images with an earlier run's, and a crash
+    leaves the old folder as it was."""
     image_format = _format(path)
+    suffix = path.suffix.lower()
     folder = path.with_suffix("")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():
+        foreign = [file.name for file in folder.iterdir() if not _numbered(file.name, suffix)]
+        if foreign:
+            raise UserError(
+                f"{folder} holds files other than numbered {suffix} images ({foreign[0]}); "
+                "choose another -o or empty it"
+            )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     digits = max(4, len(str(len(images) - 1)))
-    for index, image in enumerate(images):
-        buffer = io.BytesIO()
-        image.to_pil().save(buffer, format=image_format)
-        atomic_write_bytes(folder / f"{index:0{digits}d}{path.suffix.lower()}", buffer.getvalue())
+    try:
+        for index, image in enumerate(images):
+            image.to_pil().save(staging / f"{index:0{digits}d}{suffix}", format=image_format)
+        retired = staging.with_name(staging.name + ".old")
+        if folder.is_dir():
+            os.replace(folder, retired)
+        os.replace(staging, folder)
+        shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def _numbered(name: str, suffix: str) -> bool:
+    stem, _, extension = name.rpartition(".")
+    return stem.isdigit() and f".{extension.lower()}" == suffix
 
 
 def write_array(images: Sequence[Image], path: Path) -> None:

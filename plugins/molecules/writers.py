@@ -156,13 +156,22 @@ def _write_grid(smiles: Sequence[str], path: Path) -> None:
     if not smiles:
         raise UserError(f"no molecules to draw in {path.name}")
     shown = smiles[:GRID_LIMIT]
-    mols = [parse(text) for text in shown]
     legends = [
-        str(index + 1) if mol is not None else f"{index + 1} (invalid)"
-        for index, mol in enumerate(mols)
+        str(index + 1) if parse(text) is not None else f"{index + 1} (invalid)"
+        for index, text in enumerate(shown)
     ]
-    image = Draw.MolsToGridImage(
-        mols, molsPerRow=GRID_PER_ROW, subImgSize=GRID_CELL, legends=legends
-    )
     with atomic_output(path) as temporary:
-        image.save(temporary, format="PNG")
+        Path(temporary).write_bytes(grid_png(shown, legends))
+
+
+def grid_png(smiles: Sequence[str], legends: Sequence[str], per_row: int = GRID_PER_ROW) -> bytes:
+    """RDKit drawings of ``smiles`` in a grid, each over its legend (lines split at newlines)."""
+    image = Draw.MolsToGridImage(
+        [parse(text) for text in smiles],
+        molsPerRow=per_row,
+        subImgSize=GRID_CELL,
+        legends=list(legends),
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -235,6 +235,12 @@ def test_grid_each_and_array_writers(tmp_path):
     assert folder == tmp_path / "each"
     assert sorted(path.name for path in folder.iterdir()) == [f"000{n}.png" for n in range(5)]
     assert read_image_file(folder / "0003.png").pixels.max() == 120
+    write_each(images[:2], tmp_path / "each.png")  # fewer images: no stale files from before
+    assert sorted(path.name for path in folder.iterdir()) == ["0000.png", "0001.png"]
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"holds files other than numbered \.png images"):
+        write_each(images, tmp_path / "each.png")
+    assert (folder / "notes.txt").read_text() == "mine"
 
     write_array(images, tmp_path / "images.npy")
     assert np.load(tmp_path / "images.npy").shape == (5, 28, 28, 1)

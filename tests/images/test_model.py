@@ -208,6 +208,27 @@ def test_fid_without_inception_weights_says_so(tmp_path, monkeypatch, capsys, fa
     assert "inception_v3_google-0cc3c7bd.pth" in note and note.count("\n") == 1
 
 
+def test_fid_and_kid_run_through_a_local_inception_file(tmp_path, monkeypatch, fashion):
+    # The real weights cannot be downloaded here: a seeded random Inception-v3 saved as
+    # torchvision saves its checkpoint exercises the same file, network and statistics.
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    weights = tmp_path / "inception_v3_google-0cc3c7bd.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), weights)
+    monkeypatch.setenv("POLYVAE_INCEPTION_WEIGHTS", str(weights))
+    shirts, others = fashion[:10], fashion[10:20]
+    same = ImagesDomain().metrics(shirts, shirts, [])
+    apart = ImagesDomain().metrics(shirts, others, [])
+    assert set(same) == set(apart) == {"fid", "kid", "kid_std"}
+    assert same["fid"] == pytest.approx(0.0, abs=1e-3)
+    assert apart["fid"] > 1e-3 and math.isfinite(apart["kid"])
+    wrong = tmp_path / "resnet.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
+    with pytest.raises(UserError, match="does not hold Inception-v3 weights"):
+        InceptionFeatures(wrong)
+
+
 def test_reconstruction_errors_by_hand():
     black = Image(np.zeros((2, 2, 1), dtype=np.uint8))
     white = Image(np.full((2, 2, 1), 255, dtype=np.uint8))
