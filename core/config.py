@@ -177,7 +177,10 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
     Option("device", "auto", "auto, cpu, cuda, cuda:N or mps"),
     Option("threads", 0, "CPU threads for torch (0: torch's default, one per core)", minimum=0),
     Option(
-        "precision", "auto", "bf16 autocast on CUDA when auto", choices=("auto", "fp32", "bf16")
+        "precision",
+        "auto",
+        "bf16 autocast on CUDA when auto; on a CPU with native bf16, for training and decoding",
+        choices=("auto", "fp32", "bf16"),
     ),
     Option("compile", False, "torch.compile the model"),
 )

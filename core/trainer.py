@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from polyvae.cache import load_read, read_key, store_read
 from polyvae.config import schema_for
-from polyvae.device import autocast, resolve_device
+from polyvae.device import autocast, fast_autocast, resolve_device
 from polyvae.distributed import SINGLE, Context, session, share_folder, training_device
 from polyvae.domain import Batch, Domain, ReadReport, require_property
 from polyvae.errors import RunError, UserError
@@ -476,7 +476,7 @@ class Trainer:
             else None
         )
         beta = beta_at(state.step, self.total_steps, config)
-        with autocast(self.device, config["precision"]):
+        with fast_autocast(self.device, config["precision"]):
             terms = self.forward(batch, condition)
         recon = -terms["log_px"].mean()
         kl = terms["kl_per_dim"].sum(-1).mean()

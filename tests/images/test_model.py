@@ -217,7 +217,7 @@ def test_fid_and_kid_run_through_a_local_inception_file(tmp_path, monkeypatch, f
     weights = tmp_path / "inception_v3_google-0cc3c7bd.pth"
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), weights)
     monkeypatch.setenv("POLYVAE_INCEPTION_WEIGHTS", str(weights))
-    shirts, others = fashion[:10], fashion[10:20]
+    shirts, others = fashion[:6], fashion[6:12]
     same = ImagesDomain().metrics(shirts, shirts, [])
     apart = ImagesDomain().metrics(shirts, others, [])
     assert set(same) == set(apart) == {"fid", "kid", "kid_std"}
