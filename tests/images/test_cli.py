@@ -148,3 +148,30 @@ def test_installed_command_samples_the_bundled_model(tmp_path):
     result = run_polyvae(["sample", "images", "-n", 64, "-o", out], plugins="images")
     assert result.returncode == 0, result.stderr
     assert picture_size(out) == (8 * 28 + 9 * 2, 8 * 28 + 9 * 2)
+
+
+def test_a_folder_of_64px_rgb_photos_trains_class_conditionally_and_samples(tmp_path):
+    # Two classes of coloured pictures in sub-folders, in three sizes and one odd aspect ratio:
+    # the reader resizes (centre-cropped) to 64x64 RGB, the labels condition the model.
+    rng = np.random.default_rng(0)
+    for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for index, (width, height) in enumerate([(64, 64), (96, 96), (80, 60)] * 4):
+            pixels = np.clip(rng.normal(colour, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+            PILImage.fromarray(pixels).save(tmp_path / "photos" / label / f"{index}.png")
+    run = tmp_path / "run"
+    trained = invoke(
+        "train", "images", "--data", tmp_path / "photos", "--out", run, "--quiet",
+        "--set", "size=64", "--set", "condition=label:red", "--set", "width=4",
+        "--set", "depth=1", "--set", "latent_dim=4", "--set", "epochs=2",
+        "--set", "batch_size=8", "--set", "threads=1", "--set", "device=cpu",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["data"]["items"] == 24 and meta["status"] == "complete"
+    grid = tmp_path / "red.png"
+    sampled = invoke("sample", run, "-n", 4, "--condition", "label:red=1", "-o", grid, "--seed", 0)
+    assert sampled.exit_code == 0, sampled.output
+    assert picture_size(grid) == (2 * 64 + 3 * 2, 2 * 64 + 3 * 2)
+    with PILImage.open(grid) as picture:
+        assert picture.mode == "RGB"
