@@ -96,6 +96,18 @@ class TextFiles:
 
     @staticmethod
     def open(path: Path) -> IO[str]:
+        """The file as text. Bytes that are not UTF-8 become lone surrogates (Python's
+        ``surrogateescape``) rather than failing the whole file: :func:`undecodable` then names
+        the records that hold them, so one bad line is a counted skip."""
         if path.suffix.lower() == ".gz":
-            return gzip.open(path, "rt", encoding="utf-8", newline="")
-        return open(path, encoding="utf-8", newline="")
+            return gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape", newline="")
+        return open(path, encoding="utf-8", errors="surrogateescape", newline="")
+
+
+def undecodable(text: str) -> str | None:
+    """Why a record read through :meth:`TextFiles.open` is not text, or None."""
+    for position, character in enumerate(text):
+        if "\udc80" <= character <= "\udcff":
+            byte = ord(character) - 0xDC00
+            return f"not UTF-8 text (byte 0x{byte:02x} at character {position + 1})"
+    return None

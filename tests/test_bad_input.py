@@ -166,8 +166,16 @@ CASES = {
         text_case("t.jsonl", [json.dumps({"text": t}) for t in TEXTS] + ["{oops", "[1]"]),
         ("skip", 2, r"not valid JSON|no text field"),
     ),
-    "text-non-utf8-line": ("text", text_case("t.txt", TEXTS, NOT_UTF8), ("error", "not UTF-8")),
-    "text-binary-file": ("text", text_case("t.txt", [], PNG_BYTES), ("error", "not UTF-8")),
+    "text-non-utf8-line": (
+        "text",
+        text_case("t.txt", TEXTS, NOT_UTF8),
+        ("skip", 1, r"not UTF-8 text \(byte 0x"),
+    ),
+    "text-binary-file": (
+        "text",
+        text_case("t.txt", [], PNG_BYTES),
+        ("error", r"no usable texts .* not UTF-8 text \(byte 0x89 at character 1\)"),
+    ),
     "text-zeros-file": (
         "text",
         text_case("t.txt", [], bytes(4096)),
@@ -201,12 +209,12 @@ CASES = {
     "molecules-non-utf8-line": (
         "molecules",
         text_case("m.smi", SMILES, NOT_UTF8),
-        ("error", "not UTF-8"),
+        ("skip", 1, r"not UTF-8 text \(byte 0x"),
     ),
     "molecules-binary-file": (
         "molecules",
         text_case("m.smi", [], PNG_BYTES),
-        ("error", "not UTF-8"),
+        ("error", r"no usable molecules .* not UTF-8 text \(byte 0x89 at character 1\)"),
     ),
     "molecules-empty-file": ("molecules", text_case("m.smi", []), ("error", "no molecules in")),
     "molecules-empty-folder": ("molecules", make_dir, ("error", r"no \.smi, \.txt or \.csv")),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.reader import read_smiles
 from polyvae.plugins.text.codec import TextCodec
+from polyvae.plugins.text.reader import CONTROL_CHARACTERS as CONTROL
 from polyvae.plugins.text.reader import TextFormat, read_texts
 
 # Printable: no control characters, no surrogates, no line breaks (one text is one line).
@@ -47,8 +48,9 @@ def test_text_reader_keeps_or_reports_every_line(tmp_path_factory, lines, max_le
         items, report = read_texts(path, form)
     except UserError as error:  # nothing usable: one line saying so
         assert "\n" not in str(error)
-        # Nothing kept: every line blank, or some skipped (too long, or NUL bytes: binary data).
-        assert blank == len(lines) or max_length or any("\x00" in line for line in lines)
+        # Nothing kept: every line blank, or some skipped (too long, or control characters:
+        # binary data).
+        assert blank == len(lines) or max_length or any(CONTROL.search(line) for line in lines)
         return
     assert len(items) + len(report.skipped) + blank == len(lines)
     assert report.kept == len(items)

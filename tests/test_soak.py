@@ -89,8 +89,8 @@ def one_round(domain: str, folder: Path, rng: random.Random, fault: str) -> None
     config = CONFIG[domain] | {"seed": rng.randrange(1000)}
     quiet = {"progress": False, "log": lambda message: None}
     if fault == "damaged data" and domain == "text":
-        data.write_bytes(data.read_bytes() + b"\xff\xfe not utf-8\n")
-        with pytest.raises(polyvae.UserError, match="is not UTF-8 text"):
+        data.write_bytes(b"\xff\xfe not utf-8\n" * 3)
+        with pytest.raises(polyvae.UserError, match=r"all 3 records .* not UTF-8 text"):
             polyvae.train(domain, data=data, config=config, out=run, **quiet)
         return
     if fault == "interrupted":

@@ -18,7 +18,7 @@ from typing import IO
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.chemistry import canonical_smiles, diagnose
-from polyvae.plugins.shared import TextFiles
+from polyvae.plugins.shared import TextFiles, undecodable
 
 FILES = TextFiles((".smi", ".txt", ".csv"), "molecules")
 
@@ -82,11 +82,15 @@ def _records(path: Path, column: str, report: ReadReport) -> Iterator[tuple[str,
     try:
         with FILES.open(path) as handle:
             if FILES.kind(path) == ".csv":
-                yield from _csv_records(handle, path, column, report)
+                records = _csv_records(handle, path, column, report)
             else:
-                yield from _line_records(handle, path, report)
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text") from None
+                records = _line_records(handle, path, report)
+            for location, text in records:
+                problem = undecodable(text)
+                if problem:
+                    report.skip(location, problem)
+                else:
+                    yield location, text
     except csv.Error as error:
         raise UserError(f"{path} is not a readable CSV file: {error}") from None
     # OSError includes gzip.BadGzipFile; EOFError is a truncated archive, zlib.error a damaged one

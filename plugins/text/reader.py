@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import re
 import unicodedata
 import zlib
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from tokenizers import pre_tokenizers
 
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
-from polyvae.plugins.shared import MAX_RECORD_CHARS, TextFiles
+from polyvae.plugins.shared import MAX_RECORD_CHARS, TextFiles, undecodable
 
 FILES = TextFiles((".txt", ".csv", ".jsonl"), "texts")
 
@@ -94,10 +95,19 @@ def read_texts(source: str | Path, form: TextFormat) -> tuple[list[str], ReadRep
     return items, report
 
 
+# C0 controls other than tab and line ends: what binary data decoded as text is full of.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _problem(text: str) -> str | None:
     """Why a text is no text at all (binary data, a huge blob), or None."""
+    problem = undecodable(text)
+    if problem:
+        return problem
     if "\x00" in text:
         return "holds NUL bytes: binary data, not text"
+    if CONTROL_CHARACTERS.search(text):
+        return "holds control characters: binary data, not text"
     if len(text) > MAX_RECORD_CHARS:
         return f"{len(text):,} characters, more than the {MAX_RECORD_CHARS:,} a text may have"
     return None
@@ -132,8 +142,6 @@ def _records(path: Path, form: TextFormat, report: ReadReport) -> Iterator[Recor
             else:
                 for number, line in enumerate(handle, start=1):
                     yield f"{path}:{number}", line, None
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text") from None
     except csv.Error as error:
         raise UserError(f"{path} is not a readable CSV file: {error}") from None
     # OSError includes gzip.BadGzipFile; EOFError is a truncated archive, zlib.error a damaged one
