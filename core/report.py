@@ -59,6 +59,8 @@ class Plot:
 
 @dataclass
 class Report:
+    """What :func:`render_html` lays out and :func:`write_pngs` saves, section by section."""
+
     title: str
     summary: list[tuple[str, str]]
     config: dict[str, Any]
