@@ -338,12 +338,18 @@ def _summary(
         ("latent dimensions", str(model.latent_dim)),
         ("parameters", f"{parameters:,}"),
         ("training / held-out items", f"{training:,} / {held_out:,}"),
-        ("training time", f"{seconds / 60:.1f} min" if seconds else "-"),
+        ("training time", _duration(seconds) if seconds else "-"),
         ("polyvae / torch", f"{versions.get('polyvae', '-')} / {versions.get('torch', '-')}"),
     ]
     if model.condition_names:
         rows.append(("conditioned on", ", ".join(model.condition_names)))
     return rows
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _metrics_table(
