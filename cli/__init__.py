@@ -363,10 +363,9 @@ def evaluate_command(
     record_in = RunDir(run) if Path(run).is_dir() else None
     weights = record_in.weights_signature() if record_in else None
     model = load(run, device=device)
-    if importance_samples is None:
-        importance_samples = model.domain.importance_samples
-    if likelihood_items is None:
-        likelihood_items = model.domain.likelihood_items
+    importance_samples, likelihood_items = model.evaluation_defaults(
+        importance_samples, likelihood_items
+    )
     training, reference = _held_out(model, data)
     samples = DEFAULT_METRIC_SAMPLES if samples is None else samples
     results = model.evaluate(

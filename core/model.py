@@ -443,6 +443,15 @@ class Model:
         results["items"] = float(len(items))
         return results
 
+    def evaluation_defaults(self, k: int | None, likelihood_items: int | None) -> tuple[int, int]:
+        """``k`` and ``likelihood_items`` of :meth:`evaluate` as given, or where None the
+        domain's ``importance_samples`` and ``likelihood_items``."""
+        domain = self.domain
+        return (
+            domain.importance_samples if k is None else k,
+            domain.likelihood_items if likelihood_items is None else likelihood_items,
+        )
+
     def evaluate(
         self,
         items: Sequence[Any],

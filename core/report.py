@@ -114,8 +114,7 @@ def build_report(
         settings = evaluation["settings"]
         source = f"polyvae evaluate, {evaluation['evaluated_at']} (evaluation.json)"
     else:
-        k = domain.importance_samples if k is None else k
-        likelihood_items = domain.likelihood_items if likelihood_items is None else likelihood_items
+        k, likelihood_items = model.evaluation_defaults(k, likelihood_items)
         settings = {"k": k, "samples": samples, "likelihood_items": likelihood_items, "seed": seed}
         source = "this report"
         log(f"evaluating: IWAE k={k} on up to {likelihood_items:,} items, {samples:,} samples")
