@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from polyvae.registry import Registry, reset_registry
+from polyvae.trainer import Callback
 
 SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT))
@@ -105,3 +106,14 @@ def entry_point_path(plugin_site, monkeypatch):
 def isolated_read_cache(tmp_path_factory):
     """Cached reads go to a fresh folder, never the user's ~/.cache (subprocesses inherit it)."""
     os.environ["POLYVAE_CACHE_DIR"] = str(tmp_path_factory.mktemp("read-cache"))
+
+
+class StopAt(Callback):
+    """Asks the trainer to stop, as Ctrl-C does, after optimizer step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer, logs) -> None:
+        if trainer.state.step == self.step:
+            trainer.request_stop()

@@ -12,12 +12,12 @@ from pathlib import Path
 import polyvae_gaussmix
 import pytest
 import torch
+from conftest import StopAt
 from polyvae_gaussmix import mixture
 
 import polyvae
 import polyvae.plugins.text as text_plugin
 from polyvae.registry import Registry, reset_registry
-from polyvae.trainer import Callback
 
 # Part of the normal suite (about 15 s on one core); `pytest -m soak` runs it alone.
 pytestmark = pytest.mark.soak
@@ -31,15 +31,6 @@ CONFIG = {
     "text": ENGINE | {"embedding_dim": 8, "encoder_hidden": 8, "decoder_hidden": 8},
 }
 SENTENCES = ["the cat sat on the mat", "a dog barked", "he ran all the way home", "she sang"]
-
-
-class StopAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer, logs) -> None:
-        if trainer.state.step == self.step:
-            trainer.request_stop()
 
 
 def open_descriptors() -> int:

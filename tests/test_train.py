@@ -11,13 +11,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import polyvae_command, run_polyvae
+from conftest import StopAt, polyvae_command, run_polyvae
 from polyvae_gaussmix import mixture
 
 import polyvae
 from polyvae.files import load_tensors
 from polyvae.run import build_vae
-from polyvae.trainer import Callback
 
 FAST = {"batch_size": 32, "latent_dim": 4, "beta_warmup_steps": 50, "lr_warmup_steps": 10}
 
@@ -57,15 +56,6 @@ def test_cli_training_learns(tmp_path, plugin_site, mixture_csv, registry):
     initial = model.likelihood(validation, k=50)["iwae_nll"]
     # Eight nats of a 6-D standardised mixture at initialisation; training must remove most.
     assert trained < initial - 2.0, (initial, trained)
-
-
-class StopAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer, logs) -> None:
-        if trainer.state.step == self.step:
-            trainer.request_stop()
 
 
 @pytest.mark.parametrize("stop_step", [7, 24])  # mid-epoch, and at an epoch boundary
@@ -108,7 +98,10 @@ def test_interrupt_and_resume_matches_uninterrupted_run(tmp_path, registry, stop
     assert [strip(line) for line in lines_a] == [strip(line) for line in lines_b]
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, plugin_site, mixture_csv):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_saves_a_checkpoint_and_resume_finishes(
+    tmp_path, plugin_site, mixture_csv, stop
+):
     run_dir = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(plugin_site), POLYVAE_LOAD_PLUGINS="gaussmix")
     process = subprocess.Popen(
@@ -132,13 +125,19 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, plugin_site, mi
         text=True,
         env=env,
     )
-    deadline = time.time() + 120
-    while not (run_dir / "metrics.jsonl").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "interrupted at epoch" in stdout and "Traceback" not in stderr
+    try:
+        deadline = time.time() + 120
+        while not (run_dir / "metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert process.poll() is None, "training ended before it could be stopped"
+        process.send_signal(stop)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr  # the documented status of an interrupted run
+    assert "Traceback" not in stderr
+    assert "interrupted at epoch" in stdout and "checkpoint saved" in stdout
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "interrupted"
     state = json.loads((run_dir / "checkpoint" / "state.json").read_text())["train"]
@@ -148,6 +147,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, plugin_site, mi
         site=plugin_site,
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert f"complete: {state['epoch'] + 1} epochs" in resumed.stdout
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
 
 
