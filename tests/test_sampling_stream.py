@@ -12,7 +12,9 @@ from polyvae_gaussmix import mixture
 
 import polyvae
 from polyvae.errors import UserError
-from polyvae.plugins.molecules import writers
+from polyvae.plugins.molecules import metrics, writers
+from polyvae.plugins.molecules.codec import MoleculeCodec
+from polyvae.plugins.shared import bundled_run
 from polyvae.registry import Registry, reset_registry
 
 
@@ -91,3 +93,60 @@ def test_cli_streams_a_large_sample_to_a_file(tmp_path, plugin_site, model):
     lines = out.read_text().splitlines()
     assert len(lines) == 10_000 and len(set(lines)) == 10_000
     assert [path.name for path in out.parent.iterdir()] == ["big.csv"]  # no temporary left
+
+
+@pytest.fixture(scope="module")
+def molecule_chunks():
+    smiles = [*metrics.bundled_smiles("test")[:56], "C1CC", "not a molecule", "CC(", "N#N#N"]
+    return [smiles[start : start + 10] for start in range(0, len(smiles), 10)]
+
+
+def test_large_streams_are_rendered_in_worker_processes(tmp_path, monkeypatch, molecule_chunks):
+    novel = MoleculeCodec.load(bundled_run("molecules") / "codec").novel
+    in_main = []
+    render = writers.ChunkRenderer.__call__
+    monkeypatch.setattr(
+        writers.ChunkRenderer, "__call__", lambda *args: in_main.append(1) or render(*args)
+    )
+    for suffix in (".csv", ".sdf"):
+        one = tmp_path / f"one{suffix}"
+        writers.write_stream(iter(molecule_chunks), one, novel=novel, n_jobs=1)
+        assert len(in_main) == len(molecule_chunks)
+        in_main.clear()
+        # Chunks of ten stay in the main process unless the bar is lowered.
+        monkeypatch.setattr(writers, "PARALLEL_FROM", 5)
+        two = tmp_path / f"two{suffix}"
+        assert writers.write_stream(iter(molecule_chunks), two, novel=novel, n_jobs=2) == 60
+        assert in_main == []  # the workers did the rendering
+        assert two.read_bytes() == one.read_bytes()
+        monkeypatch.setattr(writers, "PARALLEL_FROM", writers.PARALLEL_FROM)
+    rows = list(csv.DictReader((tmp_path / "two.csv").open()))
+    assert [row["id"] for row in rows] == [str(number) for number in range(1, 61)]
+    assert [row["valid"] for row in rows[-4:]] == ["false"] * 4
+
+
+def test_workers_stay_a_bounded_number_of_chunks_ahead(tmp_path, monkeypatch, molecule_chunks):
+    monkeypatch.setattr(writers, "PARALLEL_FROM", 5)
+    pulled = 0
+
+    def chunks():
+        nonlocal pulled
+        for chunk in molecule_chunks:
+            pulled += 1
+            yield chunk
+
+    ahead = [
+        pulled - written
+        for written, _ in enumerate(
+            writers._rendered(chunks(), writers.ChunkRenderer(".csv", None), n_jobs=2), 1
+        )
+    ]
+    assert len(ahead) == len(molecule_chunks) and max(ahead) <= 2
+
+    def failing():
+        yield from molecule_chunks[:4]
+        raise RuntimeError("decoder crashed")
+
+    with pytest.raises(RuntimeError, match="decoder crashed"):
+        writers.write_stream(failing(), tmp_path / "out.csv", n_jobs=2)
+    assert list(tmp_path.iterdir()) == []
