@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import numpy as np
 import polyvae_gaussmix
 import pytest
+import torch
 from conftest import run_polyvae
 from polyvae_gaussmix import mixture
 
@@ -135,13 +137,17 @@ def test_workers_stay_a_bounded_number_of_chunks_ahead(tmp_path, monkeypatch, mo
             pulled += 1
             yield chunk
 
-    ahead = [
-        pulled - written
-        for written, _ in enumerate(
-            writers._rendered(chunks(), writers.ChunkRenderer(".csv", None), n_jobs=2), 1
-        )
-    ]
+    threads = torch.get_num_threads()
+    ahead, threads_while_rendering = [], []
+    rendered = writers._rendered(chunks(), writers.ChunkRenderer(".csv", None), n_jobs=2)
+    for written, _ in enumerate(rendered, 1):
+        ahead.append(pulled - written)
+        threads_while_rendering.append(torch.get_num_threads())
     assert len(ahead) == len(molecule_chunks) and max(ahead) <= 2
+    # The decoder leaves the workers their cores, and gets its threads back at the end.
+    cores_left = max(1, os.cpu_count() - 2)
+    assert set(threads_while_rendering) == {min(threads, cores_left)}
+    assert torch.get_num_threads() == threads
 
     def failing():
         yield from molecule_chunks[:4]
