@@ -2,15 +2,16 @@
 with 1 or 2 processes (DDP through `polyvae train --nproc 2`); prints JSON.
 
     python benchmarks/train_throughput.py [--domains molecules text images]
-        [--batch-sizes 32 128 512] [--nproc 1 2] [--steps 10] [--threads 1]
+        [--batch-sizes 32 128 512] [--nproc 1 2] [--steps 10] [--threads 1] [--set KEY=VALUE]
 
 Each point is a fresh `polyvae train DOMAIN --data BUNDLED --set preset=small` in its own process
 for `--steps` optimizer steps (one epoch cut short, so validation and the checkpoint follow);
 the number is the run's `items_per_second` from metrics.jsonl: training items over the seconds
 of the training loop alone (reading, encoding and validation not counted), summed over ranks for
 2 processes. `batch_size` is per process, so 2 processes step on twice the items. Each process
-gets `--threads` threads. Not run in CI; on a shared machine compare rows taken together, and
-read the load averages.
+gets `--threads` threads; `--set` adds config keys to every run (e.g. `--set compile=true`,
+whose compilation then counts in the first step). Not run in CI; on a shared machine compare
+rows taken together, and read the load averages.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def point(domain: str, batch: int, nproc: int, args: argparse.Namespace) -> dict
             "threads": args.threads,
             "device": "cpu",
             "patience": 0,
+            **dict(assignment.partition("=")[::2] for assignment in args.set),
         }
         command = [polyvae, "train", domain, "--data", str(data), "--out", str(out)]
         command += ["--epochs", "1", "--quiet", "--nproc", str(nproc)]
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     rows = [
         point(domain, batch, nproc, args)
@@ -111,6 +114,7 @@ def main() -> None:
         "benchmark": "train_throughput",
         "preset": "small",
         "threads_per_process": args.threads,
+        "set": args.set,
         "rows": rows,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
