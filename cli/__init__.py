@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -68,7 +69,15 @@ def build_cli() -> click.Group:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # A SIGTERM (kill, a scheduler's time limit, torchrun passing one on) unwinds like Ctrl-C, so
+    # temporary files are removed and worker processes stopped rather than left behind.
+    # Training installs its own handler (checkpoint, then exit) and puts this one back.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     build_cli().main(args=argv, prog_name="polyvae")
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 # --- plugins ------------------------------------------------------------------------------------

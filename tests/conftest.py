@@ -76,6 +76,24 @@ def polyvae_command() -> str:
     return str(script) if script.exists() else shutil.which("polyvae")
 
 
+def processes(parent: int | None = None, group: int | None = None) -> list[int]:
+    """Ids of the live processes with this parent, or in this process group (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            # After the parenthesised command name: state, parent id, process group.
+            _, parent_id, group_id = stat.rsplit(")", 1)[1].split()[:3]
+            if (parent is not None and int(parent_id) == parent) or (
+                group is not None and int(group_id) == group
+            ):
+                found.append(int(entry.name))
+    return found
+
+
 def run_polyvae(args, site: Path | None = None, plugins: str | None = "gaussmix", **kwargs):
     env = dict(os.environ)
     if site is not None:

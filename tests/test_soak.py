@@ -12,7 +12,7 @@ from pathlib import Path
 import polyvae_gaussmix
 import pytest
 import torch
-from conftest import StopAt
+from conftest import StopAt, processes
 from polyvae_gaussmix import mixture
 
 import polyvae
@@ -45,17 +45,7 @@ def resident_bytes() -> int:
 
 
 def child_processes() -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # ended meanwhile
-                continue
-            # The parent id is the second field after the parenthesised command name.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
-                children.append(int(entry.name))
-    return children
+    return processes(parent=os.getpid())
 
 
 def write_data(domain: str, path: Path, rng: random.Random) -> None:

@@ -7,12 +7,14 @@ labels it in the PNG grid, so one can be found in the others.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import io
 import itertools
 import math
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -168,10 +170,11 @@ def _rendered(
             chunk = list(chunk)
             # Each worker takes a share of every chunk, so that a sample of one chunk is shared.
             share = -(-len(chunk) // n_jobs)
-            pieces = [
-                pool.submit(_render_held, chunk[offset : offset + share], start + offset)
-                for offset in range(0, len(chunk), share)
-            ]
+            with _interrupts_deferred():
+                pieces = [
+                    pool.submit(_render_held, chunk[offset : offset + share], start + offset)
+                    for offset in range(0, len(chunk), share)
+                ]
             waiting.append((pieces, len(chunk)))
             start += len(chunk)
             # A bounded queue: when RDKit is the slower side, making chunks waits for it.
@@ -184,12 +187,38 @@ def _rendered(
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block has run. ``submit`` may be starting a worker, and
+    a KeyboardInterrupt half-way through sending it its start-up data leaves it a truncated
+    pickle to print a traceback about."""
+    caught: list[int] = []
+    try:
+        previous = {
+            stop: signal.signal(stop, lambda signum, frame: caught.append(signum))
+            for stop in (signal.SIGINT, signal.SIGTERM)
+        }
+    except ValueError:  # not the main thread, which alone receives signals in Python
+        yield
+        return
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # now handled as it would have been
+
+
 _held_renderer: ChunkRenderer | None = None
 
 
 def _hold_renderer(render: ChunkRenderer) -> None:
     global _held_renderer
     _held_renderer = render
+    # A terminal's Ctrl-C reaches every process of the command; the main process stops the
+    # workers, so that they need not stop themselves half-way through a piece.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _render_held(smiles: list[str], start: int) -> list[str] | list[bytes]:
