@@ -16,6 +16,7 @@ import polyvae
 from polyvae.errors import UserError
 from polyvae.plugins.molecules import metrics, writers
 from polyvae.plugins.molecules.codec import MoleculeCodec
+from polyvae.plugins.molecules.domain import MoleculesDomain
 from polyvae.plugins.shared import bundled_run
 from polyvae.registry import Registry, reset_registry
 
@@ -122,6 +123,11 @@ def test_large_streams_are_rendered_in_worker_processes(tmp_path, monkeypatch, m
         assert in_main == []  # the workers did the rendering
         assert two.read_bytes() == one.read_bytes()
         monkeypatch.setattr(writers, "PARALLEL_FROM", writers.PARALLEL_FROM)
+    # A list written at once is shared among the workers as well.
+    monkeypatch.setattr(writers, "PARALLEL_FROM", 5)
+    listed = tmp_path / "list.csv"
+    writers.write([text for chunk in molecule_chunks for text in chunk], listed, novel, n_jobs=2)
+    assert in_main == [] and listed.read_bytes() == (tmp_path / "one.csv").read_bytes()
     rows = list(csv.DictReader((tmp_path / "two.csv").open()))
     assert [row["id"] for row in rows] == [str(number) for number in range(1, 61)]
     assert [row["valid"] for row in rows[-4:]] == ["false"] * 4
@@ -156,3 +162,15 @@ def test_workers_stay_a_bounded_number_of_chunks_ahead(tmp_path, monkeypatch, mo
     with pytest.raises(RuntimeError, match="decoder crashed"):
         writers.write_stream(failing(), tmp_path / "out.csv", n_jobs=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_jobs_write_option_reaches_the_writer(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(
+        writers, "write_stream", lambda chunks, path, novel=None, n_jobs=None: asked.append(n_jobs)
+    )
+    domain = MoleculesDomain()
+    domain.write_stream([["CCO"]], tmp_path / "a.csv", jobs=1)
+    domain.write_stream([["CCO"]], tmp_path / "a.csv")  # 0: the writer's default
+    domain.write(["CCO"], tmp_path / "a.csv", jobs=3)
+    assert asked == [1, None, 3]

@@ -41,9 +41,15 @@ PARALLEL_FROM = 4000
 WHOLE_MOLECULE = Chem.PropertyPickleOptions.AllProps | Chem.PropertyPickleOptions.CoordsAsDouble
 
 
-def write(smiles: Sequence[str], path: Path, novel: Sequence[bool] | None = None) -> None:
-    """Write ``smiles`` to ``path``, the format chosen by its suffix. ``novel`` flags molecules
-    absent from the training data; without it the ``novel`` column is left empty.
+def write(
+    smiles: Sequence[str],
+    path: Path,
+    novel: Callable[[Sequence[str]], Sequence[bool]] | None = None,
+    n_jobs: int | None = None,
+) -> None:
+    """Write ``smiles`` to ``path``, the format chosen by its suffix. ``novel`` flags the
+    molecules of a list that are absent from the training data (``MoleculeCodec.novel``);
+    without it the ``novel`` column is left empty. ``n_jobs`` as for :func:`write_stream`.
 
     - ``.csv``: a table of the :data:`COLUMNS`; ``.smi``: the same table, tab-separated, which
       RDKit reads with ``SmilesMolSupplier(path, delimiter="\\t", titleLine=True)``.
@@ -51,8 +57,7 @@ def write(smiles: Sequence[str], path: Path, novel: Sequence[bool] | None = None
     - ``.png``: a grid of the first 100 molecules.
     - ``.txt``: one SMILES per line.
     """
-    flags = None if novel is None else list(novel)
-    write_stream([list(smiles)], path, None if flags is None else lambda chunk: flags)
+    write_stream([list(smiles)], path, novel, n_jobs)
 
 
 def write_stream(
@@ -67,8 +72,9 @@ def write_stream(
     each chunk's novel molecules. Returns the number of molecules written.
 
     The RDKit work on a chunk (parsing, properties, novelty, 2D coordinates: about 2 ms a
-    molecule) runs in up to ``n_jobs`` worker processes (default: the CPU count, at most 4) while
-    the chunks after it are being made, at most ``n_jobs + 1`` chunks ahead of the file."""
+    molecule) runs in up to ``n_jobs`` worker processes (default: the CPU count, at most 4; 1:
+    in this process) while the chunks after it are being made, at most ``n_jobs + 1`` chunks
+    ahead of the file; ``novel`` must then be picklable."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".smi", ".sdf", ".png", ".txt"):
