@@ -205,6 +205,8 @@ def _interrupts_deferred() -> Iterator[None]:
             for stop in (signal.SIGINT, signal.SIGTERM)
         }
     except ValueError:  # not the main thread, which alone receives signals in Python
+        previous = None
+    if previous is None:
         yield
         return
     try:
