@@ -128,9 +128,10 @@ class ChunkRenderer:
     ) -> None:
         self.suffix = suffix
         self.novel = novel
+        self.delimiter = "," if suffix == ".csv" else "\t"
 
     def header(self) -> str:
-        return ("," if self.suffix == ".csv" else "\t").join(COLUMNS) + "\n"
+        return self.delimiter.join(COLUMNS) + "\n"
 
     def __call__(self, smiles: list[str], start: int) -> list[str] | list[bytes]:
         mols = [parse(text) for text in smiles]
@@ -138,8 +139,8 @@ class ChunkRenderer:
         if self.suffix == ".sdf":
             return _sdf_records(mols, rows)
         buffer = io.StringIO()
-        delimiter = "," if self.suffix == ".csv" else "\t"
-        csv.DictWriter(buffer, COLUMNS, delimiter=delimiter, lineterminator="\n").writerows(rows)
+        table = csv.DictWriter(buffer, COLUMNS, delimiter=self.delimiter, lineterminator="\n")
+        table.writerows(rows)
         return [buffer.getvalue()]
 
 
