@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +50,23 @@ def plugin_site(tmp_path: Path) -> Path:
     return site
 
 
-@pytest.fixture
-def registry():
-    """The process-wide registry with only the gaussmix domain loaded."""
+@contextlib.contextmanager
+def gaussmix_only() -> Iterator[Registry]:
+    """The process-wide registry with only the gaussmix domain loaded, for the block."""
     loaded = Registry()
     loaded.add_plugin(polyvae_gaussmix, "gaussmix", "0.1")
     reset_registry(loaded)
-    yield loaded
-    reset_registry(None)
+    try:
+        yield loaded
+    finally:
+        reset_registry(None)
+
+
+@pytest.fixture
+def registry():
+    """The process-wide registry with only the gaussmix domain loaded."""
+    with gaussmix_only() as loaded:
+        yield loaded
 
 
 @pytest.fixture

@@ -6,10 +6,9 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-import polyvae_gaussmix
 import pytest
 from click.testing import CliRunner
-from conftest import run_polyvae
+from conftest import gaussmix_only, run_polyvae
 from polyvae_gaussmix import mixture
 from test_distributed import torchrun
 
@@ -17,7 +16,6 @@ import polyvae
 from polyvae.cli import build_cli
 from polyvae.distributed import Context, share
 from polyvae.model import SAMPLE_CHUNK
-from polyvae.registry import Registry, reset_registry
 
 # Three chunks (4,096 + 4,096 + 808): rank 0 decodes the first and third, rank 1 the second.
 COUNT = 2 * SAMPLE_CHUNK + 808
@@ -25,14 +23,17 @@ COUNT = 2 * SAMPLE_CHUNK + 808
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    registry = Registry()
-    registry.add_plugin(polyvae_gaussmix, "gaussmix", "0.1")
-    reset_registry(registry)
-    out = tmp_path_factory.mktemp("spread") / "run"
-    config = {"epochs": 1, "batch_size": 64, "latent_dim": 3, "threads": 1, "condition": "first"}
-    polyvae.train("gaussmix", data=list(mixture(300)), config=config, out=out, progress=False)
-    yield out
-    reset_registry(None)
+    with gaussmix_only():
+        out = tmp_path_factory.mktemp("spread") / "run"
+        config = {
+            "epochs": 1,
+            "batch_size": 64,
+            "latent_dim": 3,
+            "threads": 1,
+            "condition": "first",
+        }
+        polyvae.train("gaussmix", data=list(mixture(300)), config=config, out=out, progress=False)
+        yield out
 
 
 def in_one_process(*args):

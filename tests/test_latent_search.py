@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import gaussmix_only
 from polyvae_gaussmix import mixture
 
 import polyvae
@@ -11,25 +12,18 @@ import polyvae
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    import polyvae_gaussmix
-
-    from polyvae.registry import Registry, reset_registry
-
-    registry = Registry()
-    registry.add_plugin(polyvae_gaussmix, "gaussmix", "0.1")
-    reset_registry(registry)
-    config = {"epochs": 8, "batch_size": 64, "latent_dim": 4, "predict": ["first"]}
-    out = tmp_path_factory.mktemp("search") / "run"
-    polyvae.train(
-        "gaussmix",
-        data=list(mixture(1500, seed=4)),
-        config=config,
-        out=out,
-        progress=False,
-        log=print,
-    )
-    yield polyvae.load(out)
-    reset_registry(None)
+    with gaussmix_only():
+        config = {"epochs": 8, "batch_size": 64, "latent_dim": 4, "predict": ["first"]}
+        out = tmp_path_factory.mktemp("search") / "run"
+        polyvae.train(
+            "gaussmix",
+            data=list(mixture(1500, seed=4)),
+            config=config,
+            out=out,
+            progress=False,
+            log=print,
+        )
+        yield polyvae.load(out)
 
 
 def test_neighbours_stay_close_and_widen_with_radius(model):

@@ -6,10 +6,9 @@ import csv
 import os
 
 import numpy as np
-import polyvae_gaussmix
 import pytest
 import torch
-from conftest import run_polyvae
+from conftest import gaussmix_only, run_polyvae
 from polyvae_gaussmix import mixture
 
 import polyvae
@@ -18,19 +17,15 @@ from polyvae.plugins.molecules import metrics, writers
 from polyvae.plugins.molecules.codec import MoleculeCodec
 from polyvae.plugins.molecules.domain import MoleculesDomain
 from polyvae.plugins.shared import bundled_run
-from polyvae.registry import Registry, reset_registry
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    registry = Registry()
-    registry.add_plugin(polyvae_gaussmix, "gaussmix", "0.1")
-    reset_registry(registry)
-    out = tmp_path_factory.mktemp("stream") / "run"
-    config = {"epochs": 1, "batch_size": 32, "latent_dim": 3, "threads": 1}
-    polyvae.train("gaussmix", data=list(mixture(200)), config=config, out=out, progress=False)
-    yield polyvae.load(out)
-    reset_registry(None)
+    with gaussmix_only():
+        out = tmp_path_factory.mktemp("stream") / "run"
+        config = {"epochs": 1, "batch_size": 32, "latent_dim": 3, "threads": 1}
+        polyvae.train("gaussmix", data=list(mixture(200)), config=config, out=out, progress=False)
+        yield polyvae.load(out)
 
 
 def test_chunks_hold_the_items_sample_returns(model):
