@@ -47,9 +47,9 @@ class TextDecoder(SequenceDecoder):
         """The most likely sequence found with ``beam_size`` beams for each row of ``z``."""
         steps = (max_length or self.max_length) + 1  # the text's tokens, then <eos>
         count, width = z.shape[0], beam_size
-        beams_z = z.repeat_interleave(width, dim=0)  # row i * width + b is beam b of z[i]
-        hidden = self._start(beams_z)
-        token = torch.full((count * width, 1), BOS, dtype=torch.long, device=z.device)
+        # Row i * width + b is beam b of z[i].
+        beams = self.token_steps(z.repeat_interleave(width, dim=0))
+        token = torch.full((count * width,), BOS, dtype=torch.long, device=z.device)
         # Only the first beam is live at the start, so the first step fills the beams with
         # different tokens rather than with copies of one.
         scores = torch.full((count, width), float("-inf"), device=z.device)
@@ -58,8 +58,7 @@ class TextDecoder(SequenceDecoder):
         history = torch.zeros(count, width, 0, dtype=torch.long, device=z.device)
         offsets = torch.arange(count, device=z.device).unsqueeze(1) * width
         for _ in range(steps):
-            logits, hidden = self._step(token, beams_z, hidden)
-            log_probs = logits[:, -1].float().log_softmax(dim=-1)
+            log_probs = beams.next(token).float().log_softmax(dim=-1)
             log_probs[:, [PAD, BOS, UNK]] = float("-inf")  # as in sampling: no text holds them
             vocab = log_probs.shape[-1]
             log_probs = log_probs.view(count, width, vocab)
@@ -78,8 +77,8 @@ class TextDecoder(SequenceDecoder):
                 dim=-1,
             )
             finished = finished.gather(1, parent) | (new_token == EOS)
-            hidden = hidden[:, (parent + offsets).view(-1)]
-            token = new_token.view(-1, 1)
+            beams.keep((parent + offsets).view(-1))
+            token = new_token.view(-1)
             if bool(finished.all()):
                 break
         start = torch.full((count, 1), BOS, dtype=torch.long, device=z.device)

@@ -284,6 +284,30 @@ def test_decoder_log_prob_is_teacher_forced_sum_up_to_eos():
     assert torch.allclose(log_prob, manual_log_prob(decoder, z), atol=1e-5)
 
 
+@torch.no_grad()
+def test_generation_steps_compute_the_trained_network():
+    """Generation unrolls the GRU by hand; its logits are nn.GRU's (teacher forcing over the
+    same tokens): to float32 rounding, and within bf16's under autocast."""
+    torch.manual_seed(0)
+    decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 3, LATENT, max_length=10).eval()
+    z = torch.randn(2, LATENT)
+    expected, _ = decoder._step(TOKENS, z, decoder._start(z))  # (rows, positions, vocab)
+
+    def unrolled(steps, tokens):
+        return torch.stack([steps.next(tokens[:, i]) for i in range(tokens.shape[1])], dim=1)
+
+    assert torch.allclose(unrolled(decoder.token_steps(z), TOKENS), expected, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = unrolled(decoder.token_steps(z), TOKENS)
+    assert bf16.dtype == torch.bfloat16
+    assert torch.allclose(bf16.float(), expected, atol=0.05)
+    # keep() goes on with the rows asked for, in that order, repeats included.
+    steps, order = decoder.token_steps(z), torch.tensor([1, 1, 0])
+    steps.next(TOKENS[:, 0])
+    steps.keep(order)
+    assert torch.allclose(unrolled(steps, TOKENS[order, 1:]), expected[order, 1:], atol=1e-5)
+
+
 def test_word_dropout_replaces_inputs_by_unk_in_training_only():
     torch.manual_seed(0)
     decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 1, LATENT, max_length=10, word_dropout=1.0)

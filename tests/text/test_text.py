@@ -164,11 +164,19 @@ class TableDecoder(TextDecoder):
         table[B, EOS] = 1.0
         self.table_logits = table.log()
 
-    def _start(self, z):
-        return torch.zeros(1, z.shape[0], 1)
+    def token_steps(self, z):
+        return TableSteps(self.table_logits)
 
-    def _step(self, inputs, z, hidden):
-        return self.table_logits[inputs[:, -1]].unsqueeze(1), hidden
+
+class TableSteps:
+    def __init__(self, table_logits):
+        self.table_logits = table_logits
+
+    def next(self, tokens):
+        return self.table_logits[tokens]
+
+    def keep(self, rows):
+        pass  # the next logits depend on the previous token alone
 
 
 def test_beam_search_finds_the_most_likely_text():
