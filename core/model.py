@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyvae.device import autocast, fast_autocast, resolve_device
+from polyvae.device import autocast, fast_decoding, resolve_device
 from polyvae.distributed import SINGLE, Context, share
 from polyvae.domain import Batch, Domain
 from polyvae.errors import UserError
@@ -544,7 +544,7 @@ class Model:
             for index in torch.arange(len(z)).split(self.batch_size):
                 cond = condition[index].to(self.device) if self.condition_names else None
                 decoder_input = self.vae.decoder_input(z[index].to(self.device), cond)
-                with fast_autocast(self.device, self.config["precision"]):
+                with fast_decoding(self.device, self.config["precision"]):
                     batch = self.vae.decoder.generate(
                         decoder_input, temperature=temperature, **generate_options
                     )

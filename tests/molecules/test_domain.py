@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import math
@@ -13,6 +14,7 @@ from PIL import Image
 from rdkit import Chem
 
 import polyvae.plugins.molecules as molecules_plugin
+from polyvae.device import int8_products
 from polyvae.errors import UserError
 from polyvae.plugins.molecules import chemistry
 from polyvae.plugins.molecules.codec import MoleculeCodec
@@ -287,7 +289,7 @@ def test_decoder_log_prob_is_teacher_forced_sum_up_to_eos():
 @torch.no_grad()
 def test_generation_steps_compute_the_trained_network():
     """Generation unrolls the GRU by hand; its logits are nn.GRU's (teacher forcing over the
-    same tokens): to float32 rounding, and within bf16's under autocast."""
+    same tokens): to float32 rounding, and within bf16's or int8's rounding where asked."""
     torch.manual_seed(0)
     decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 3, LATENT, max_length=10).eval()
     z = torch.randn(2, LATENT)
@@ -301,11 +303,19 @@ def test_generation_steps_compute_the_trained_network():
         bf16 = unrolled(decoder.token_steps(z), TOKENS)
     assert bf16.dtype == torch.bfloat16
     assert torch.allclose(bf16.float(), expected, atol=0.05)
+    with int8_products():
+        int8 = unrolled(decoder.token_steps(z), TOKENS)
+    assert int8.dtype == torch.float32
+    assert torch.allclose(int8, expected, atol=0.05) and not torch.allclose(int8, expected)
     # keep() goes on with the rows asked for, in that order, repeats included.
-    steps, order = decoder.token_steps(z), torch.tensor([1, 1, 0])
-    steps.next(TOKENS[:, 0])
-    steps.keep(order)
-    assert torch.allclose(unrolled(steps, TOKENS[order, 1:]), expected[order, 1:], atol=1e-5)
+    order = torch.tensor([1, 1, 0])
+    for arithmetic, tolerance in ((contextlib.nullcontext(), 1e-5), (int8_products(), 0.05)):
+        with arithmetic:
+            steps = decoder.token_steps(z)
+            steps.next(TOKENS[:, 0])
+            steps.keep(order)
+            kept = unrolled(steps, TOKENS[order, 1:])
+        assert torch.allclose(kept, expected[order, 1:], atol=tolerance)
 
 
 def test_word_dropout_replaces_inputs_by_unk_in_training_only():
