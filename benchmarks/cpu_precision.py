@@ -170,7 +170,7 @@ def quality(args: argparse.Namespace) -> dict:
     precisions = {"fp32": "fp32", "bf16": "bf16", "auto (int8 products)": "auto"}
     results = {}
     for name, context in arithmetics().items():
-        model.config["precision"] = precisions[name]
+        model.precision = precisions[name]
         model.sample(64, seed=1)  # warm-up
         started = time.perf_counter()
         samples = model.sample(args.samples, seed=0)

@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from polyvae import __version__
-from polyvae.config import Option, load_config_file, parse_assignments
+from polyvae.config import PRECISIONS, Option, load_config_file, parse_assignments
 from polyvae.errors import UserError
 from polyvae.files import atomic_write_bytes, atomic_write_text
 from polyvae.registry import get_registry
@@ -231,6 +231,12 @@ def train_command(
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file.")
 @click.option("--device", default="auto", show_default=True)
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Arithmetic in place of the run's precision: fp32 keeps float32 throughout; auto takes "
+    "the fastest this machine computes (bf16, int8 products).",
+)
+@click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=1,
@@ -249,6 +255,7 @@ def sample_command(
     valid_only: bool,
     output: Path | None,
     device: str,
+    precision: str | None,
     nproc: int,
 ) -> None:
     """Generate items from RUN (a run directory, or a domain name for its bundled model).
@@ -262,7 +269,9 @@ def sample_command(
 
     with session() as place:
         # With --nproc everything is checked here once, on the CPU, then the workers start.
-        model = load(run, device="cpu" if nproc > 1 else worker_device(device, place))
+        model = load(
+            run, device="cpu" if nproc > 1 else worker_device(device, place), precision=precision
+        )
         domain = model.domain
         options = _domain_options(
             [*domain.generate_options, *domain.write_options], ctx.args, domain.name
@@ -292,6 +301,7 @@ def sample_command(
             argv += ["--unique"] if unique else []
             argv += ["--valid-only"] if valid_only else []
             argv += [f"--output={output}"] if output is not None else []
+            argv += [f"--precision={precision}"] if precision is not None else []
             sys.exit(launch(nproc, [*argv, f"--device={device}", *ctx.args]))
         if not place.is_main:
             for _ in chunks:  # this rank's share of the decoding; rank 0 writes

@@ -110,6 +110,8 @@ def _to_bool(value: Any) -> bool:
     raise ValueError
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
 ENGINE_OPTIONS: tuple[Option, ...] = (
     Option("latent_dim", 32, "size of the latent vector z", minimum=1),
     Option("epochs", 20, "passes over the training data", minimum=1),
@@ -179,8 +181,9 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
     Option(
         "precision",
         "auto",
-        "bf16 autocast on CUDA when auto; on a CPU with native bf16, for training and decoding",
-        choices=("auto", "fp32", "bf16"),
+        "bf16 autocast on CUDA when auto; on a CPU with native bf16, for training and decoding; "
+        "int8 sampling on a CPU with VNNI",
+        choices=PRECISIONS,
     ),
     Option("compile", False, "torch.compile the model"),
 )

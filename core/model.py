@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polyvae.config import PRECISIONS
 from polyvae.device import autocast, fast_decoding, resolve_device
 from polyvae.distributed import SINGLE, Context, share
 from polyvae.domain import Batch, Domain
@@ -26,16 +27,29 @@ MAX_SAMPLING_ROUNDS = 10
 SAMPLE_CHUNK = 4096
 
 
-def load(run: str | Path, device: str = "auto", domain: Domain | None = None) -> Model:
-    """Load a run directory, or a domain name for that domain's bundled pretrained run."""
-    return Model(open_run(resolve_run_path(run), domain), device)
+def load(
+    run: str | Path,
+    device: str = "auto",
+    domain: Domain | None = None,
+    precision: str | None = None,
+) -> Model:
+    """Load a run directory, or a domain name for that domain's bundled pretrained run.
+    ``precision`` (auto, fp32 or bf16) replaces the run's own setting: ``fp32`` keeps float32
+    throughout, where ``auto`` takes the fastest arithmetic the machine computes (bf16, int8
+    products), so the same seed can give slightly different items on different CPUs."""
+    return Model(open_run(resolve_run_path(run), domain), device, precision)
 
 
 class Model:
-    def __init__(self, loaded: LoadedRun, device: str = "auto") -> None:
+    def __init__(
+        self, loaded: LoadedRun, device: str = "auto", precision: str | None = None
+    ) -> None:
+        if precision is not None and precision not in PRECISIONS:
+            raise UserError(f"unknown precision '{precision}'; use {', '.join(PRECISIONS)}")
         self.loaded = loaded
         self.domain = loaded.domain
         self.config = loaded.config
+        self.precision = precision or self.config["precision"]
         self.codec = loaded.codec
         self.meta = loaded.meta
         self.run_dir = loaded.run.path
@@ -212,7 +226,7 @@ class Model:
             for index in torch.arange(len(items)).split(self.batch_size):
                 part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
                 cond = condition[index].to(self.device) if self.condition_names else None
-                with autocast(self.device, self.config["precision"]):
+                with autocast(self.device, self.precision):
                     mu, logvar = self.vae.posterior_params(part, cond)
                 mus.append(mu.float().cpu())
                 logvars.append(logvar.float().cpu())
@@ -396,7 +410,7 @@ class Model:
             with self._seeded(_derived_seeds(seed, numbers.start + offset // self.batch_size)[0]):
                 part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
                 cond = condition[index].to(self.device) if self.condition_names else None
-                with autocast(self.device, self.config["precision"]):
+                with autocast(self.device, self.precision):
                     if k == 1:
                         terms = self.vae(part, cond)
                         value = -(terms["log_px"] - terms["kl_per_dim"].sum(-1))
@@ -420,7 +434,7 @@ class Model:
             for index in torch.arange(len(items)).split(self.batch_size):
                 part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
                 cond = condition[index].to(self.device) if self.condition_names else None
-                with autocast(self.device, self.config["precision"]):
+                with autocast(self.device, self.precision):
                     terms = self.vae(part, cond)
                     iwae = self.vae.iwae_log_likelihood(part, cond, samples=k)
                 kl = terms["kl_per_dim"].sum(-1)
@@ -544,7 +558,7 @@ class Model:
             for index in torch.arange(len(z)).split(self.batch_size):
                 cond = condition[index].to(self.device) if self.condition_names else None
                 decoder_input = self.vae.decoder_input(z[index].to(self.device), cond)
-                with fast_decoding(self.device, self.config["precision"]):
+                with fast_decoding(self.device, self.precision):
                     batch = self.vae.decoder.generate(
                         decoder_input, temperature=temperature, **generate_options
                     )

@@ -40,6 +40,29 @@ def test_sample_to_stdout_and_file_is_repeatable(trained_run, tmp_path):
     assert len((tmp_path / "samples.csv").read_text().splitlines()) == 4
 
 
+def test_sample_precision_replaces_the_runs_own(trained_run, monkeypatch):
+    import polyvae.model
+
+    used, real = [], polyvae.model.fast_decoding
+
+    def recorded(device, precision):
+        used.append(precision)
+        return real(device, precision)
+
+    monkeypatch.setattr(polyvae.model, "fast_decoding", recorded)
+    assert invoke("sample", trained_run, "-n", 3, "--precision", "fp32").exit_code == 0
+    assert invoke("sample", trained_run, "-n", 3).exit_code == 0
+    assert used == ["fp32", "auto"]  # the run's own: the default
+    refused = invoke("sample", trained_run, "--precision", "int8")
+    assert (
+        refused.exit_code == 2 and "'int8' is not one of 'auto', 'fp32', 'bf16'" in refused.output
+    )
+    with pytest.raises(
+        polyvae.errors.UserError, match="unknown precision 'fp16'; use auto, fp32, bf16"
+    ):
+        polyvae.load(trained_run, precision="fp16")
+
+
 def test_evaluate_reports_likelihood_latent_and_domain_metrics(trained_run):
     result = invoke("evaluate", trained_run, "-n", 200, "-k", 10, "--json")
     assert result.exit_code == 0, result.output
