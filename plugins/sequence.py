@@ -185,12 +185,13 @@ class GruSteps:
     def __init__(self, decoder: SequenceDecoder, z: Tensor) -> None:
         device, gru = z.device.type, decoder.gru
         if int8_products_enabled():
-            dtype, linear = torch.float32, functools.partial(Int8Linear, rows=len(z))
+            dtype, kind = torch.float32, Int8Linear
+            linear = functools.partial(Int8Linear, rows=len(z))
         else:
             autocast = torch.is_autocast_enabled(device)
             dtype = torch.get_autocast_dtype(device) if autocast else decoder.output.weight.dtype
-            linear = functools.partial(FloatLinear, dtype=dtype)
-        self.prepare = linear.func.prepare
+            kind, linear = FloatLinear, functools.partial(FloatLinear, dtype=dtype)
+        self.prepare = kind.prepare  # a hidden state, as the products take it
         doubling = torch.ones(3 * gru.hidden_size, device=z.device)
         doubling[2 * gru.hidden_size :] = 2.0
 
@@ -216,7 +217,7 @@ class GruSteps:
             ]
             self.output = linear(decoder.output.weight.detach(), decoder.output.bias.detach())
             self.hidden = [state.to(dtype) for state in decoder._start(z.float())]
-        self.inputs = [self.prepare(state) for state in self.hidden]  # what the products take
+        self.inputs = [self.prepare(state) for state in self.hidden]
 
     def next(self, tokens: Tensor) -> Tensor:
         with torch.no_grad(), torch.autocast(tokens.device.type, enabled=False):
