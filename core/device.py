@@ -91,8 +91,9 @@ def fast_decoding(device: torch.device, precision: str):
 
 @functools.cache
 def cpu_computes_int8() -> bool:
+    """VNNI, and a torch with the int8 product ``torch._int_mm`` (private, so checked)."""
     try:
-        return bool(torch.cpu._is_vnni_supported())
+        return hasattr(torch, "_int_mm") and bool(torch.cpu._is_vnni_supported())
     except (AttributeError, RuntimeError):
         return False
 
