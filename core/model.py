@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyvae.config import PRECISIONS
+from polyvae.config import schema_for
 from polyvae.device import autocast, fast_decoding, resolve_device
 from polyvae.distributed import SINGLE, Context, share
 from polyvae.domain import Batch, Domain
@@ -47,8 +47,8 @@ class Model:
     def __init__(
         self, loaded: LoadedRun, device: str = "auto", precision: str | None = None
     ) -> None:
-        if precision is not None and precision not in PRECISIONS:
-            raise UserError(f"unknown precision '{precision}'; use {', '.join(PRECISIONS)}")
+        if precision is not None:  # checked as the config key it replaces
+            schema_for(())["precision"].coerce(precision)
         self.loaded = loaded
         self.domain = loaded.domain
         self.config = loaded.config

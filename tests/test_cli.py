@@ -58,7 +58,8 @@ def test_sample_precision_replaces_the_runs_own(trained_run, monkeypatch):
         refused.exit_code == 2 and "'int8' is not one of 'auto', 'fp32', 'bf16'" in refused.output
     )
     with pytest.raises(
-        polyvae.errors.UserError, match="unknown precision 'fp16'; use auto, fp32, bf16"
+        polyvae.errors.UserError,
+        match="config key 'precision': 'fp16' is not one of: auto, fp32, bf16",
     ):
         polyvae.load(trained_run, precision="fp16")
 
