@@ -199,9 +199,9 @@ class GruSteps:
             tensor = getattr(gru, f"{name}_l{layer}").detach().float()
             return tensor * (doubling if tensor.dim() == 1 else doubling.unsqueeze(1))
 
-        def product(kind: str, layer: int):  # kind: ih (input) or hh (hidden)
+        def product(side: str, layer: int):  # side: ih (input) or hh (hidden)
             weight, bias = (
-                new_gate_doubled(f"{name}_{kind}", layer) for name in ("weight", "bias")
+                new_gate_doubled(f"{name}_{side}", layer) for name in ("weight", "bias")
             )
             return linear(weight, bias)
 
