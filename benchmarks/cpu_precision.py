@@ -140,6 +140,7 @@ def quality(args: argparse.Namespace) -> dict:
     import torch
 
     import polyvae
+    from polyvae.device import fast_decoding
     from polyvae.plugins.sequence import PAD
 
     model = polyvae.load(args.run, device="cpu")
@@ -153,11 +154,11 @@ def quality(args: argparse.Namespace) -> dict:
     z = model.vae.decoder_input(torch.as_tensor(model.encode(molecules)), None)
     tokens = batch["tokens"][:, : int(batch["lengths"].max())]
 
-    def nll(context) -> float:
+    def nll() -> float:
         """Mean over molecules of -sum log p(token | earlier tokens, z), through generation's
-        own steps."""
+        own steps in the arithmetic the model samples with."""
         total = 0.0
-        with torch.inference_mode(), context():
+        with torch.inference_mode(), fast_decoding(model.device, model.precision):
             steps = model.vae.decoder.token_steps(z)
             for position in range(tokens.shape[1] - 1):
                 log_probs = steps.next(tokens[:, position]).float().log_softmax(dim=-1)
@@ -166,18 +167,18 @@ def quality(args: argparse.Namespace) -> dict:
                 total -= float(picked.masked_fill(target == PAD, 0.0).sum())
         return total / len(molecules)
 
-    # Each precision value, set as a run would: the model picks its arithmetic from it.
+    # Each precision value, as `polyvae sample --precision` sets it; keys as in the speed part.
     precisions = {"fp32": "fp32", "bf16": "bf16", "auto (int8 products)": "auto"}
     results = {}
-    for name, context in arithmetics().items():
-        model.precision = precisions[name]
+    for name, precision in precisions.items():
+        model.precision = precision
         model.sample(64, seed=1)  # warm-up
         started = time.perf_counter()
         samples = model.sample(args.samples, seed=0)
         seconds = time.perf_counter() - started
         metrics = model.domain.metrics(samples, test, training)
         results[name] = {
-            "teacher_forced_nll": round(nll(context), 4),
+            "teacher_forced_nll": round(nll(), 4),
             "sample_molecules_per_second": round(args.samples / seconds, 1),
             "metrics": {key: round(value, 4) for key, value in metrics.items()},
         }
