@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
-try:
-    __version__ = metadata.version("polyvae")
-except metadata.PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
-    __version__ = "0.0.0"
-
 from polyvae.errors import ConfigError, RunError, UserError
 from polyvae.model import Model, load
 from polyvae.registry import get_domain, list_domains
 from polyvae.trainer import train
+from polyvae.version import __version__
 
 __all__ = [
     "ConfigError",

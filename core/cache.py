@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from polyvae import __version__
+from polyvae.version import __version__
 from polyvae.domain import Domain, ReadReport
 from polyvae.files import atomic_write_bytes
 from polyvae.registry import get_registry

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from polyvae import __version__
 from polyvae.domain import Codec, Domain
 from polyvae.errors import RunError, UserError
 from polyvae.files import (
@@ -40,6 +39,7 @@ from polyvae.files import (
 )
 from polyvae.registry import get_registry
 from polyvae.vae import VAE
+from polyvae.version import __version__
 
 RUN_FORMAT = "polyvae-run"
 RUN_FORMAT_VERSION = 1
@@ -72,9 +72,6 @@ class PropertyScaler:
     def normalise(self, values: np.ndarray) -> torch.Tensor:
         scaled = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
         return torch.as_tensor(scaled, dtype=torch.float32)
-
-    def denormalise(self, values: torch.Tensor) -> np.ndarray:
-        return values.detach().cpu().double().numpy() * self.std + self.mean
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -34,7 +34,7 @@ RENAMES = {"package": "${package}", "test_plugin.py": "test_${name}.py"}
 
 def plugin_names(name: str) -> dict[str, str]:
     """The names a plugin called ``name`` uses: distribution, import package, class prefix."""
-    from polyvae import __version__
+    from polyvae.version import __version__
 
     major_minor = ".".join(__version__.split(".")[:2])
     return {
