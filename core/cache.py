@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from polyvae.version import __version__
 from polyvae.domain import Domain, ReadReport
 from polyvae.files import atomic_write_bytes
 from polyvae.registry import get_registry
+from polyvae.version import __version__
 
 CACHE_ENV = "POLYVAE_CACHE_DIR"
 CACHE_FORMAT = 1
