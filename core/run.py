@@ -40,6 +40,7 @@ from polyvae.files import (
 from polyvae.registry import get_registry
 from polyvae.vae import VAE
 from polyvae.version import __version__
+from polyvae.wording import article
 
 RUN_FORMAT = "polyvae-run"
 RUN_FORMAT_VERSION = 1
@@ -338,7 +339,8 @@ def open_run(path: str | Path, domain: Domain | None = None) -> LoadedRun:
     if domain is None:
         domain = get_registry().get_domain(meta["domain"])
     elif domain.name != meta["domain"]:
-        raise RunError(f"{run.path} is a '{meta['domain']}' run, not '{domain.name}'")
+        kind = meta["domain"]
+        raise RunError(f"{run.path} is {article(kind)} '{kind}' run, not '{domain.name}'")
     try:
         # The stored config names every key, so this validates it and nothing else changes.
         config = domain.resolve_config(meta["config"])
