@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from polyvae.errors import ConfigError, RunError, UserError
-from polyvae.model import Model, load
 from polyvae.registry import get_domain, list_domains
-from polyvae.trainer import train
 from polyvae.version import __version__
+
+# The model and the trainer import torch: they load on first use, so that `polyvae --help` and
+# anything else that needs only part of the package start without it.
+_DEFERRED = {"Model": "polyvae.model", "load": "polyvae.model", "train": "polyvae.trainer"}
 
 __all__ = [
     "ConfigError",
@@ -19,3 +24,11 @@ __all__ = [
     "load",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEFERRED:
+        raise AttributeError(f"module 'polyvae' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_DEFERRED[name]), name)
+    globals()[name] = value
+    return value

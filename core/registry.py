@@ -4,6 +4,10 @@ Plugins come from the ``polyvae`` entry-point group; the built-in domains are re
 exactly like third-party plugins. ``POLYVAE_LOAD_PLUGINS`` (comma-separated entry-point names)
 limits which load; an empty value loads none. A plugin that fails to import or register is
 recorded with its error and the others keep working.
+
+Plugins' domains are registered the first time anything asks about plugins or domains, not when
+the plugins load: building the command line (``polyvae --help``) then imports no domain module,
+and with it no torch.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from polyvae import hookspecs
-from polyvae.domain import Domain
 from polyvae.errors import UserError
+
+if TYPE_CHECKING:
+    from polyvae.domain import Domain
 
 ENTRY_POINT_GROUP = "polyvae"
 LOAD_PLUGINS_ENV = "POLYVAE_LOAD_PLUGINS"
@@ -50,9 +56,25 @@ class Registry:
     def __init__(self) -> None:
         self.manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.manager.add_hookspecs(hookspecs)
-        self.plugins: dict[str, PluginInfo] = {}
-        self.domains: dict[str, tuple[Domain, str]] = {}
-        self.conflicts: dict[str, list[str]] = {}
+        self._plugins: dict[str, PluginInfo] = {}
+        self._domains: dict[str, tuple[Domain, str]] = {}
+        self._conflicts: dict[str, list[str]] = {}
+        self._unregistered: list[str] = []  # plugins whose register_domains has not run yet
+
+    @property
+    def plugins(self) -> dict[str, PluginInfo]:
+        self._register_domains()
+        return self._plugins
+
+    @property
+    def domains(self) -> dict[str, tuple[Domain, str]]:
+        self._register_domains()
+        return self._domains
+
+    @property
+    def conflicts(self) -> dict[str, list[str]]:
+        self._register_domains()
+        return self._conflicts
 
     # --- loading -------------------------------------------------------------------------------
 
@@ -65,7 +87,7 @@ class Registry:
             try:
                 plugin = entry_point.load()
             except Exception as error:  # a broken plugin must not take the others down
-                self.plugins[entry_point.name] = PluginInfo(
+                self._plugins[entry_point.name] = PluginInfo(
                     entry_point.name, version, entry_point.value, error=_describe(error)
                 )
                 continue
@@ -75,13 +97,24 @@ class Registry:
         """Register one plugin object (a module or class with hook implementations)."""
         module = getattr(plugin, "__name__", type(plugin).__name__)
         info = PluginInfo(name, version, module)
-        self.plugins[name] = info
+        self._plugins[name] = info
         try:
             self.manager.register(plugin, name=name)
         except Exception as error:
             info.error = _describe(error)
             return
         info.hooks = sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or [])
+        self._unregistered.append(name)
+
+    def _register_domains(self) -> None:
+        """Run the register_domains hook of each plugin added since the last call, in order."""
+        while self._unregistered:
+            self._register_domains_of(self._unregistered.pop(0))
+
+    def _register_domains_of(self, name: str) -> None:
+        from polyvae.domain import Domain  # imports torch
+
+        info = self._plugins[name]
         impl = _own_impl(self.manager.hook.register_domains, name)
         if impl is None:
             return
@@ -100,14 +133,14 @@ class Registry:
             self._add_domain(domain, name)
 
     def _add_domain(self, domain: Domain, plugin_name: str) -> None:
-        if domain.name in self.conflicts:
-            self.conflicts[domain.name].append(plugin_name)
-        elif domain.name in self.domains:
-            first_plugin = self.domains.pop(domain.name)[1]
-            self.conflicts[domain.name] = [first_plugin, plugin_name]
+        if domain.name in self._conflicts:
+            self._conflicts[domain.name].append(plugin_name)
+        elif domain.name in self._domains:
+            first_plugin = self._domains.pop(domain.name)[1]
+            self._conflicts[domain.name] = [first_plugin, plugin_name]
         else:
-            self.domains[domain.name] = (domain, plugin_name)
-        self.plugins[plugin_name].domains.append(domain.name)
+            self._domains[domain.name] = (domain, plugin_name)
+        self._plugins[plugin_name].domains.append(domain.name)
 
     # --- queries -------------------------------------------------------------------------------
 
@@ -140,7 +173,7 @@ class Registry:
             try:
                 impl.function(cli=cli)
             except Exception as error:
-                self.plugins[impl.plugin_name].error = _describe(error)
+                self._plugins[impl.plugin_name].error = _describe(error)
 
 
 def _own_impl(caller: Any, plugin_name: str) -> Any:

@@ -151,7 +151,7 @@ def test_the_cli_reports_divergence_with_status_1(tmp_path, registry, faulty_ste
     assert "Traceback" not in result.output
     assert f"stopping: {MAX_BAD_STEPS} steps in a row gave a non-finite loss" in result.output
     # The first epoch (18 steps, all skipped) ended; the second stopped at its second step.
-    assert f"diverged: 1 epochs, {MAX_BAD_STEPS} steps" in result.output
+    assert f"diverged: 1 epoch, {MAX_BAD_STEPS} steps" in result.output
 
 
 def test_loss_and_gradient_spikes_are_logged_once_each(tmp_path, registry, faulty_steps):

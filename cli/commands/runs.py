@@ -11,14 +11,17 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from polyvae.cli import _table
+from polyvae.cli.options import json_option
+from polyvae.cli.tables import table
 from polyvae.errors import UserError
 from polyvae.registry import get_registry
-from polyvae.run import RunDir
+
+if TYPE_CHECKING:  # polyvae.run imports torch, which building the command line does without
+    from polyvae.run import RunDir
 
 # How many folder levels below DIR `polyvae runs` looks (runs/project/sweep/run).
 MAX_DEPTH = 3
@@ -44,7 +47,7 @@ TRAINING_ROWS = (
 
 @click.command("runs")
 @click.argument("directory", default="runs", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 def runs_command(directory: Path, as_json: bool) -> None:
     """List the runs under DIRECTORY (default: ./runs): domain, status, size, data, epochs, best
     validation ELBO and key metrics (from evaluation.json when it describes the current weights,
@@ -71,16 +74,18 @@ def runs_command(directory: Path, as_json: bool) -> None:
                 summary["metrics_from"] or "-",
             )
         )
-    click.echo(_table(rows))
+    click.echo(table(rows))
 
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 def compare_command(runs: tuple[Path, ...], as_json: bool) -> None:
     """Put the metrics of RUNS side by side: training summary, then `polyvae evaluate`'s results
     (evaluation.json, when it describes the current weights). Runs of one domain are shown beside
     the domain's published results, if it has any."""
+    from polyvae.run import RunDir
+
     runs = tuple(dict.fromkeys(runs))  # a run named twice is one column
     columns: dict[str, dict[str, Any]] = {}
     domains = set()
@@ -116,7 +121,7 @@ def compare_command(runs: tuple[Path, ...], as_json: bool) -> None:
         return
     rows = [("metric", *columns)]
     rows += [(name, *(_cell(values.get(name)) for values in columns.values())) for name in names]
-    click.echo(_table(rows))
+    click.echo(table(rows))
 
 
 # --- reading runs -------------------------------------------------------------------------------
@@ -134,6 +139,8 @@ def find_runs(directory: Path) -> list[Path]:
 
 
 def _walk(folder: Path, depth: int) -> Iterator[Path]:
+    from polyvae.run import RunDir
+
     if RunDir(folder).exists():
         yield folder
         return
@@ -150,6 +157,8 @@ def _walk(folder: Path, depth: int) -> Iterator[Path]:
 
 def summarise_run(path: Path) -> dict[str, Any]:
     """One row of ``polyvae runs``; a run that cannot be read gets status ``error: ...``."""
+    from polyvae.run import RunDir
+
     summary: dict[str, Any] = {
         "path": str(path),
         "domain": None,

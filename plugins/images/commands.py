@@ -10,22 +10,17 @@ import click
 import numpy as np
 import torch
 
+from polyvae.cli.options import device_option, output_option
 from polyvae.errors import UserError
+from polyvae.plugins.images import images_group
 from polyvae.plugins.images.reader import Image
 from polyvae.plugins.images.writers import write_grid
+from polyvae.wording import plural
 
 MAX_TRAVERSED = 10  # latent dimensions shown by default
 
 
-@click.group("images")
-def images_group() -> None:
-    """Image grids: reconstructions, interpolations and latent traversals."""
-
-
-def _output_option(function):
-    return click.option(
-        "-o", "--output", type=click.Path(path_type=Path), required=True, help="A .png/.jpg file."
-    )(function)
+PICTURE = output_option(help="A .png/.jpg file.", required=True)
 
 
 @images_group.command("reconstruct")
@@ -34,8 +29,8 @@ def _output_option(function):
 @click.option("-n", "count", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--per-row", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
-@_output_option
-@click.option("--device", default="auto", show_default=True)
+@PICTURE
+@device_option()
 def reconstruct_command(run, data, count, per_row, seed, output, device) -> None:
     """A grid of N images, each row of originals followed by a row of their reconstructions
     (the mean image decoded from the posterior mean)."""
@@ -46,7 +41,8 @@ def reconstruct_command(run, data, count, per_row, seed, output, device) -> None
     rebuilt = model.reconstruct(originals)
     originals = [model.codec.conform(image) for image in originals]
     write_grid(side_by_side(originals, rebuilt, per_row), output, nrow=per_row)
-    click.echo(f"wrote {len(originals)} images and their reconstructions to {output}", err=True)
+    count = plural(len(originals), "image")
+    click.echo(f"wrote {count} and their reconstructions to {output}", err=True)
 
 
 @images_group.command("interpolate")
@@ -59,8 +55,8 @@ def reconstruct_command(run, data, count, per_row, seed, output, device) -> None
     "--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
-@_output_option
-@click.option("--device", default="auto", show_default=True)
+@PICTURE
+@device_option()
 def interpolate_command(run, files, data, pairs, steps, method, seed, output, device) -> None:
     """Interpolation strips: one row per pair of images, the first image, STEPS images decoded
     along the latent path between their posterior means, then the second image. Give pairs of
@@ -79,7 +75,7 @@ def interpolate_command(run, files, data, pairs, steps, method, seed, output, de
         path = model.interpolate(start, end, steps=steps, method=method)
         rows += [model.codec.conform(start), *path, model.codec.conform(end)]
     write_grid(rows, output, nrow=steps + 2)
-    click.echo(f"wrote {len(chosen) // 2} interpolation strips to {output}", err=True)
+    click.echo(f"wrote {plural(len(chosen) // 2, 'interpolation strip')} to {output}", err=True)
 
 
 @images_group.command("traverse")
@@ -90,8 +86,8 @@ def interpolate_command(run, files, data, pairs, steps, method, seed, output, de
 @click.option(
     "--image", type=click.Path(path_type=Path), help="Start at this image's latent point."
 )
-@_output_option
-@click.option("--device", default="auto", show_default=True)
+@PICTURE
+@device_option()
 def traverse_command(run, dims, steps, span, image, output, device) -> None:
     """Latent traversals: one row per latent dimension, set to STEPS values from -SPAN to +SPAN
     while the others stay at the starting point (z = 0, or --image's posterior mean). By

@@ -8,14 +8,11 @@ from pathlib import Path
 import click
 import numpy as np
 
+from polyvae.cli.options import device_option
 from polyvae.errors import UserError
-from polyvae.plugins.molecules import chemistry
+from polyvae.plugins.molecules import chemistry, molecules_group
 from polyvae.plugins.molecules.metrics import morgan_fingerprint, tanimoto
-
-
-@click.group("molecules")
-def molecules_group() -> None:
-    """Molecule-specific tools: analogues of a seed molecule and latent optimisation."""
+from polyvae.wording import plural
 
 
 @molecules_group.command("neighbours")
@@ -25,7 +22,7 @@ def molecules_group() -> None:
 @click.option("--radius", type=click.FloatRange(min=0.0), default=0.5, show_default=True)
 @click.option("--seed", type=int)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the analogues.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 def neighbours_command(run, smiles, count, radius, seed, output, device) -> None:
     """Sample around SMILES's latent point; list distinct valid analogues by Tanimoto similarity
     (Morgan radius 2, 1024 bits) to the seed."""
@@ -42,7 +39,8 @@ def neighbours_command(run, smiles, count, radius, seed, output, device) -> None
     )
     similarities = np.array([value for _, value in ranked])
     click.echo(
-        f"{len(decoded)} samples at radius {radius}: {len(valid)} distinct valid molecules"
+        f"{plural(len(decoded), 'sample')} at radius {radius}: "
+        f"{plural(len(valid), 'distinct valid molecule')}"
         + (
             f", Tanimoto to the seed mean {similarities.mean():.3f}, max {similarities.max():.3f}"
             if len(ranked)
@@ -65,7 +63,7 @@ def neighbours_command(run, smiles, count, radius, seed, output, device) -> None
 @click.option("--radius", type=click.FloatRange(min=0.0), default=1.0, show_default=True)
 @click.option("--seed", type=int)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the top molecules.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 def optimize_command(run, objective, count, steps, radius, seed, output, device) -> None:
     """Search the latent space for molecules scoring high on --objective, scored by RDKit.
 
@@ -108,7 +106,8 @@ def optimize_command(run, objective, count, steps, radius, seed, output, device)
         raise UserError("the search found no valid molecule; try more --steps or a larger --radius")
     scores = np.array([value for _, value in ranked])
     click.echo(
-        f"{len(ranked)} molecules; {label} best {scores[0]:.3f}, mean of these {scores.mean():.3f}",
+        f"{plural(len(ranked), 'molecule')}; {label} best {scores[0]:.3f}, "
+        f"mean of these {scores.mean():.3f}",
         err=True,
     )
     _report(model, ranked, label, output)
@@ -117,7 +116,7 @@ def optimize_command(run, objective, count, steps, radius, seed, output, device)
 def _report(model, ranked, label: str, output: Path | None) -> None:
     if output is not None:
         model.domain.write([item for item, _ in ranked], output, codec=model.codec)
-        click.echo(f"wrote {len(ranked)} molecules to {output}", err=True)
+        click.echo(f"wrote {plural(len(ranked), 'molecule')} to {output}", err=True)
         return
     click.echo(f"{label}\tsmiles")
     for item, value in ranked:

@@ -38,7 +38,7 @@ def trained(tmp_path_factory) -> Path:
         plugins="images",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "complete: 1 epochs, 2 steps" in result.stdout
+    assert "complete: 1 epoch, 2 steps" in result.stdout
     return out
 
 

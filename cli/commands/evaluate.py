@@ -1,0 +1,153 @@
+"""``polyvae evaluate`` prints a run's metrics; ``polyvae report`` lays them out as a web page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from polyvae.cli.items import held_out
+from polyvae.cli.options import (
+    device_option,
+    evaluation_options,
+    json_option,
+    seed_option,
+    temperature_option,
+)
+from polyvae.cli.tables import format_value, table
+from polyvae.wording import plural
+
+DEFAULT_METRIC_SAMPLES = 1000  # evaluate's and report's -n
+
+
+@click.command("evaluate")
+@click.argument("run")
+@evaluation_options
+@temperature_option(default=1.0)
+@seed_option(default=0)
+@json_option
+@device_option()
+def evaluate_command(
+    run: str,
+    data: Path | None,
+    samples: int | None,
+    importance_samples: int | None,
+    likelihood_items: int | None,
+    temperature: float,
+    seed: int,
+    as_json: bool,
+    device: str,
+) -> None:
+    """ELBO, IWAE NLL, KL, active units, mutual information and the domain's metrics.
+
+    For a run directory the results are also saved in RUN/evaluation.json (`polyvae runs` and
+    `polyvae compare` show them)."""
+    from polyvae.model import load
+    from polyvae.run import RunDir
+
+    # A bundled model named by its domain is shared: only a run directory gets the record.
+    record_in = RunDir(run) if Path(run).is_dir() else None
+    weights = record_in.weights_signature() if record_in else None
+    model = load(run, device=device)
+    importance_samples, likelihood_items = model.evaluation_defaults(
+        importance_samples, likelihood_items
+    )
+    training, reference = held_out(model, data)
+    samples = DEFAULT_METRIC_SAMPLES if samples is None else samples
+    results = model.evaluate(
+        reference,
+        k=importance_samples,
+        samples=samples,
+        temperature=temperature,
+        seed=seed,
+        training=training,
+        likelihood_items=likelihood_items,
+    )
+    if record_in is not None:
+        settings = {
+            "data": str(data.resolve()) if data is not None else None,
+            "k": importance_samples,
+            "samples": samples,
+            "likelihood_items": likelihood_items,
+            "temperature": temperature,
+            "seed": seed,
+        }
+        try:
+            record_in.write_evaluation(results, settings, weights=weights)
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            click.echo(
+                f"note: results not saved to {record_in.evaluation_path}: {reason}", err=True
+            )
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+    else:
+        rows = [(key, format_value(value)) for key, value in results.items()]
+        click.echo(table([("metric", "value"), *rows]))
+
+
+@click.command("report")
+@click.argument("run")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The HTML file (default: RUN/report.html, or DOMAIN-report.html for a bundled model).",
+)
+@click.option(
+    "--png",
+    "png_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write every plot and gallery picture as a PNG file in this folder.",
+)
+@evaluation_options
+@click.option("--colour-by", help="Property that colours the latent map (default: labels).")
+@seed_option(default=0)
+@device_option()
+def report_command(
+    run: str,
+    output: Path | None,
+    png_dir: Path | None,
+    data: Path | None,
+    samples: int | None,
+    importance_samples: int | None,
+    likelihood_items: int | None,
+    colour_by: str | None,
+    seed: int,
+    device: str,
+) -> None:
+    """Write a self-contained HTML report of RUN: training curves, KL per latent dimension, a
+    map of the latent space, the domain's gallery and its metrics beside published results."""
+    from polyvae.model import load
+    from polyvae.report import build_report, write_html, write_pngs
+    from polyvae.run import RunDir
+
+    model = load(run, device=device)
+    training, held = held_out(model, data)
+    # The last `polyvae evaluate` of these weights, unless other evaluation settings are asked.
+    asked = (data, samples, importance_samples, likelihood_items) != (None,) * 4
+    evaluation = None if asked or not Path(run).is_dir() else RunDir(run).read_evaluation()
+    if evaluation is not None:
+        click.echo(
+            f"metrics from {RunDir(run).evaluation_path} ({evaluation['evaluated_at']})", err=True
+        )
+    report = build_report(
+        model,
+        held,
+        training,
+        samples=DEFAULT_METRIC_SAMPLES if samples is None else samples,
+        k=importance_samples,
+        likelihood_items=likelihood_items,
+        seed=seed,
+        colour_by=colour_by,
+        evaluation=evaluation,
+        log=lambda message: click.echo(message, err=True),
+    )
+    if output is None:
+        output = Path(run) / "report.html" if Path(run).is_dir() else Path(f"{run}-report.html")
+    write_html(report, output)
+    click.echo(f"wrote {output}", err=True)
+    if png_dir is not None:
+        written = write_pngs(report, png_dir)
+        click.echo(f"wrote {plural(len(written), 'PNG file')} to {png_dir}", err=True)

@@ -1,0 +1,72 @@
+"""Options that several commands take, declared once (built-in plugins' commands use them too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def device_option(default: str | None = "auto") -> Any:
+    """``--device``; ``default=None`` leaves the device to the run's configuration."""
+    return click.option(
+        "--device",
+        default=default,
+        show_default=default is not None,
+        help="auto, cpu, cuda, cuda:N or mps.",
+    )
+
+
+def temperature_option(default: float) -> Any:
+    return click.option(
+        "--temperature", type=click.FloatRange(min=0.0), default=default, show_default=True
+    )
+
+
+def seed_option(default: int | None = None, help: str | None = None) -> Any:
+    return click.option(
+        "--seed", type=int, default=default, show_default=default is not None, help=help
+    )
+
+
+def output_option(help: str = "Write to this file.", required: bool = False) -> Any:
+    return click.option(
+        "-o", "--output", type=click.Path(path_type=Path), required=required, help=help
+    )
+
+
+def evaluation_options(function: Any) -> Any:
+    """--data, -n, -k and --likelihood-items, as evaluate and report take them."""
+    for option in reversed(
+        (
+            click.option(
+                "--data",
+                type=click.Path(path_type=Path),
+                help="Held-out items (default: the run's validation split).",
+            ),
+            click.option(
+                "-n",
+                "samples",
+                type=click.IntRange(min=0),
+                help="Samples for the domain's metrics, 0: likelihood metrics only (default 1000).",
+            ),
+            click.option(
+                "-k",
+                "importance_samples",
+                type=click.IntRange(min=1),
+                help="Importance samples of the IWAE bound (default: the domain's, 50; images "
+                "1000).",
+            ),
+            click.option(
+                "--likelihood-items",
+                type=click.IntRange(min=0),
+                help="Random held-out items for ELBO/IWAE/KL/AU/MI, 0: all (default: the "
+                "domain's, 1000; images 500).",
+            ),
+        )
+    ):
+        function = option(function)
+    return function

@@ -1,0 +1,5 @@
+"""``python -m polyvae``: the ``polyvae`` command."""
+
+from polyvae.cli import main
+
+main()
