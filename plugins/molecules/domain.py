@@ -17,7 +17,13 @@ from polyvae.errors import UserError
 from polyvae.plugins.molecules import chemistry, writers
 from polyvae.plugins.molecules.codec import MoleculeCodec, sequence_problem
 from polyvae.plugins.molecules.reader import read_smiles
-from polyvae.plugins.sequence import SequenceDecoder, SequenceEncoder, predicted_tokens
+from polyvae.plugins.sequence import (
+    SequenceDecoder,
+    SequenceEncoder,
+    build_networks,
+    network_options,
+    predicted_tokens,
+)
 from polyvae.plugins.shared import bundled_run
 
 # The MOSES VAE (Polykovskiy et al. 2020), as configured in molsets 0.3.1 (moses/vae/config.py,
@@ -134,19 +140,13 @@ class MoleculesDomain(Domain):
             "smiles",
             "CSV column of the SMILES; the default also finds one named like Canonical_SMILES",
         ),
-        Option("max_length", 100, "most tokens per molecule; longer ones are skipped", minimum=1),
-        Option("embedding_dim", 64, "size of the token embeddings", minimum=1),
-        Option("encoder_hidden", 256, "units per direction of each encoder GRU layer", minimum=1),
-        Option("encoder_layers", 1, "encoder GRU layers", minimum=1),
-        Option("encoder_bidirectional", True, "read the tokens in both directions"),
-        Option("decoder_hidden", 256, "units of each decoder GRU layer", minimum=1),
-        Option("decoder_layers", 2, "decoder GRU layers", minimum=1),
-        Option(
-            "word_dropout",
-            0.0,
-            "share of decoder input tokens replaced by <unk> in training",
-            minimum=0.0,
-            maximum=1.0,
+        *network_options(
+            max_length=100,
+            max_length_help="most tokens per molecule; longer ones are skipped",
+            embedding_dim=64,
+            encoder_hidden=256,
+            decoder_hidden=256,
+            decoder_layers=2,
         ),
         Option("augment", False, "train on a fresh randomised SMILES of each molecule each epoch"),
     )
@@ -226,23 +226,7 @@ class MoleculesDomain(Domain):
     def build(
         self, config: Mapping[str, Any], codec: MoleculeCodec, latent_dim: int
     ) -> tuple[SequenceEncoder, SequenceDecoder]:
-        encoder = SequenceEncoder(
-            codec.vocab_size,
-            config["embedding_dim"],
-            config["encoder_hidden"],
-            config["encoder_layers"],
-            config["encoder_bidirectional"],
-        )
-        decoder = SequenceDecoder(
-            codec.vocab_size,
-            config["embedding_dim"],
-            config["decoder_hidden"],
-            config["decoder_layers"],
-            latent_dim,
-            config["max_length"],
-            config["word_dropout"],
-        )
-        return encoder, decoder
+        return build_networks(config, codec.vocab_size, latent_dim, config["max_length"])
 
     # --- quality and properties ----------------------------------------------------------------
 

@@ -18,8 +18,13 @@ from torch import Tensor
 
 from polyvae.config import Option
 from polyvae.domain import Batch, Domain, ReadReport
-from polyvae.errors import UserError
-from polyvae.plugins.sequence import SequenceEncoder, predicted_tokens
+from polyvae.errors import ConfigError, UserError
+from polyvae.plugins.sequence import (
+    SequenceEncoder,
+    build_networks,
+    network_options,
+    predicted_tokens,
+)
 from polyvae.plugins.shared import bundled_run, label_properties
 from polyvae.plugins.text.codec import TOKENIZERS, TextCodec
 from polyvae.plugins.text.decoding import STRATEGIES, TextDecoder
@@ -28,10 +33,10 @@ from polyvae.plugins.text.reader import TextFormat, read_texts
 
 # Against posterior collapse, where the decoder learns to ignore z (Bowman et al. 2016): a KL
 # warm-up, and free bits (Kingma et al. 2016), which stop penalising a latent dimension's KL below
-# 0.2 nats so that every dimension is worth using. Word dropout (``word_keep`` below 1) is off by
-# default: with free bits the latent stays in use without it, and on the bundled corpus keeping
-# 70% of the tokens cost 25% in test perplexity against the same decoder as a plain language
-# model, where keeping all of them cost 0.4% (benchmarks/text_default.py).
+# 0.2 nats so that every dimension is worth using. Word dropout (``word_dropout`` above 0) is off
+# by default: with free bits the latent stays in use without it, and on the bundled corpus
+# dropping 30% of the tokens cost 25% in test perplexity against the same decoder as a plain
+# language model, where dropping none cost 0.4% (benchmarks/text_default.py).
 TRAINING_DEFAULTS: dict[str, Any] = {
     "beta_schedule": "linear",
     "beta_warmup_steps": 3000,
@@ -72,28 +77,19 @@ class TextDomain(Domain):
         Option("column", "text", "CSV column or JSON Lines field of the texts"),
         Option("label_column", "", "CSV column or JSON Lines field of a label to condition on"),
         Option(
-            "max_length",
-            64,
-            "most words and punctuation marks per text (characters with tokenizer=char)",
-            minimum=1,
-        ),
-        Option(
             "too_long",
             "skip",
             "what to do with texts over max_length (each is counted in the read report)",
             choices=("skip", "truncate"),
         ),
-        Option("embedding_dim", 256, "size of the token embeddings", minimum=1),
-        Option("encoder_hidden", 256, "units per direction of each encoder GRU layer", minimum=1),
-        Option("encoder_layers", 1, "bidirectional encoder GRU layers", minimum=1),
-        Option("decoder_hidden", 512, "units of each decoder GRU layer", minimum=1),
-        Option("decoder_layers", 1, "decoder GRU layers", minimum=1),
-        Option(
-            "word_keep",
-            1.0,
-            "share of decoder input tokens kept in training; the rest become <unk> (word dropout)",
-            minimum=0.0,
-            maximum=1.0,
+        *network_options(
+            max_length=64,
+            max_length_help="most words and punctuation marks per text (characters with "
+            "tokenizer=char)",
+            embedding_dim=256,
+            encoder_hidden=256,
+            decoder_hidden=512,
+            decoder_layers=1,
         ),
     )
     presets = {"small": SMALL_PRESET}
@@ -117,6 +113,11 @@ class TextDomain(Domain):
         Option("beam_size", 4, "beams per text with --strategy beam", minimum=1),
         Option("max_length", 0, "most tokens per text (0: the longest training text)", minimum=0),
     )
+
+    def resolve_config(self, *layers: Mapping[str, Any]) -> dict[str, Any]:
+        """As the engine resolves it, reading the old ``word_keep`` (in runs and config files
+        written before) as ``word_dropout``."""
+        return super().resolve_config(*map(_word_keep_as_dropout, layers))
 
     # --- data ----------------------------------------------------------------------------------
 
@@ -150,23 +151,10 @@ class TextDomain(Domain):
     def build(
         self, config: Mapping[str, Any], codec: TextCodec, latent_dim: int
     ) -> tuple[SequenceEncoder, TextDecoder]:
-        encoder = SequenceEncoder(
-            codec.vocab_size,
-            config["embedding_dim"],
-            config["encoder_hidden"],
-            config["encoder_layers"],
-            bidirectional=True,
-        )
-        decoder = TextDecoder(
-            codec.vocab_size,
-            config["embedding_dim"],
-            config["decoder_hidden"],
-            config["decoder_layers"],
-            latent_dim,
-            max(codec.max_tokens, 1),
-            word_dropout=1.0 - config["word_keep"],
-        )
-        return encoder, decoder
+        # max_length counts words, the decoder tokens: it generates up to the longest training
+        # text's.
+        max_tokens = max(codec.max_tokens, 1)
+        return build_networks(config, codec.vocab_size, latent_dim, max_tokens, TextDecoder)
 
     # --- quality and properties ----------------------------------------------------------------
 
@@ -201,3 +189,18 @@ class TextDomain(Domain):
 
     def pretrained(self) -> Path | None:
         return bundled_run("text")
+
+
+# Word dropout's name in this domain before molecules and texts shared their options: the share
+# of decoder input tokens kept, so word_dropout = 1 - word_keep.
+OLD_WORD_KEEP = Option("word_keep", 1.0, "1 - word_dropout", minimum=0.0, maximum=1.0)
+
+
+def _word_keep_as_dropout(layer: Mapping[str, Any]) -> Mapping[str, Any]:
+    if OLD_WORD_KEEP.name not in layer:
+        return layer
+    if "word_dropout" in layer:
+        raise ConfigError("config keys 'word_keep' and 'word_dropout' are one setting: give one")
+    renamed = {key: value for key, value in layer.items() if key != OLD_WORD_KEEP.name}
+    renamed["word_dropout"] = 1.0 - OLD_WORD_KEEP.coerce(layer[OLD_WORD_KEEP.name])
+    return renamed

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from polyvae.errors import UserError
+from polyvae.errors import ConfigError, UserError
 from polyvae.plugins.sequence import BOS, EOS, PAD
 from polyvae.plugins.text.codec import TextCodec
 from polyvae.plugins.text.decoding import TextDecoder
@@ -268,6 +268,19 @@ def test_reconstruction_metrics_compare_texts_with_their_decodings():
     assert 50 < results["reconstruction_bleu"] < 100
     perfect = TextDomain().reconstruction_metrics(SENTENCES, SENTENCES)
     assert perfect["reconstruction_bleu"] == pytest.approx(100)
+
+
+def test_word_keep_of_runs_written_before_reads_as_word_dropout():
+    domain = TextDomain()
+    bundled = json.loads((domain.pretrained() / "run.json").read_text())["config"]
+    assert bundled["word_keep"] == 1.0  # the bundled run predates the rename
+    assert domain.resolve_config(bundled)["word_dropout"] == 0.0
+    assert domain.resolve_config({"word_keep": "0.7"})["word_dropout"] == 1.0 - 0.7
+    assert domain.resolve_config({"word_dropout": 0.3})["word_dropout"] == 0.3
+    with pytest.raises(ConfigError, match="one setting"):
+        domain.resolve_config({"word_keep": 0.7, "word_dropout": 0.3})
+    with pytest.raises(ConfigError, match="word_keep"):
+        domain.resolve_config({"word_keep": 1.5})
 
 
 def test_small_preset_keeps_the_latent_in_use():
