@@ -1,5 +1,5 @@
-"""Pieces the built-in domains share: label properties, the bundled pretrained runs, and finding
-and opening the text files a reader accepts."""
+"""Pieces the built-in domains share: label properties, the bundled pretrained runs, finding and
+opening the text files a reader accepts, and a reader's error when nothing was usable."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import math
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from polyvae.errors import UserError
+
+if TYPE_CHECKING:
+    from polyvae.domain import ReadReport
 
 # Longest text record (a SMILES, a text) a reader keeps; longer ones are skipped and reported.
 # Beyond this, RDKit's canonicalisation recurses deep enough to overflow the C stack (a segfault
@@ -52,6 +55,20 @@ def _label_value(label: str, name: str) -> float:
         return float(label)
     except ValueError:
         return math.nan
+
+
+def require_usable(items: Sequence[Any], report: ReadReport, what: str) -> None:
+    """A reader's error when it read no ``items`` (``what``: "molecules", "texts"): there were
+    none in its source, or all were skipped, the first one's location and reason given."""
+    if items:
+        return
+    if not report.skipped:
+        raise UserError(f"no {what} in {report.source}")
+    location, reason = report.skipped[0]
+    raise UserError(
+        f"no usable {what} in {report.source}: all {len(report.skipped):,} were skipped "
+        f"(first: {location}: {reason})"
+    )
 
 
 def bundled_run(folder: str) -> Path | None:

@@ -42,6 +42,7 @@ from PIL import UnidentifiedImageError
 
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
+from polyvae.plugins.shared import require_usable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -132,14 +133,7 @@ def read_images(
         images = []
         for path, root in _files(source):
             images.extend(_file_images(path, root, report))
-    if not images:
-        if not report.skipped:
-            raise UserError(f"no images in {source}")
-        location, reason = report.skipped[0]
-        raise UserError(
-            f"no usable images in {source}: all {len(report.skipped):,} were skipped "
-            f"(first: {location}: {reason})"
-        )
+    require_usable(images, report, "images")
     height, width, channels = _target(images, form)
     conformed, changed = [], 0
     for image in images:

@@ -18,7 +18,7 @@ from typing import IO
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.chemistry import canonical_smiles, diagnose
-from polyvae.plugins.shared import TextFiles, undecodable
+from polyvae.plugins.shared import TextFiles, require_usable, undecodable
 
 FILES = TextFiles((".smi", ".txt", ".csv"), "molecules")
 
@@ -44,14 +44,7 @@ def read_smiles(
         else:
             items.append(smiles)
     report.kept = len(items)
-    if not items:
-        if not report.skipped:
-            raise UserError(f"no molecules in {source}")
-        location, reason = report.skipped[0]
-        raise UserError(
-            f"no usable molecules in {source}: all {len(report.skipped):,} records were skipped "
-            f"(first: {location}: {reason})"
-        )
+    require_usable(items, report, "molecules")
     return items, report
 
 

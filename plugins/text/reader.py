@@ -28,7 +28,7 @@ from tokenizers import pre_tokenizers
 
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
-from polyvae.plugins.shared import MAX_RECORD_CHARS, TextFiles, undecodable
+from polyvae.plugins.shared import MAX_RECORD_CHARS, TextFiles, require_usable, undecodable
 
 FILES = TextFiles((".txt", ".csv", ".jsonl"), "texts")
 
@@ -84,14 +84,7 @@ def read_texts(source: str | Path, form: TextFormat) -> tuple[list[str], ReadRep
     if truncated:
         report.notes.append(f"{truncated:,} texts truncated to max_length={form.max_length}")
     report.kept = len(items)
-    if not items:
-        if not report.skipped:
-            raise UserError(f"no texts in {source}")
-        location, reason = report.skipped[0]
-        raise UserError(
-            f"no usable texts in {source}: all {len(report.skipped):,} records were skipped "
-            f"(first: {location}: {reason})"
-        )
+    require_usable(items, report, "texts")
     return items, report
 
 
