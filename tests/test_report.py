@@ -175,8 +175,8 @@ def test_molecule_metrics_sit_beside_the_moses_paper_rows():
 
 @pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them with apt-get); "
-    "they could not be installed on this machine",
+    reason="needs Debian's chromium and chromium-driver, which are not installed here (.ci/run "
+    "installs them with apt-get; pytest itself installs nothing)",
 )
 def test_report_loads_in_headless_chromium_without_errors(report_page):
     webdriver = pytest.importorskip("selenium.webdriver")
