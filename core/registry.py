@@ -103,6 +103,15 @@ class Registry:
         except Exception as error:
             info.error = _describe(error)
             return
+        try:
+            # A hook implementation no spec names (``register_metric``) would never be called.
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as error:
+            self.manager.unregister(plugin)
+            specified = (caller for caller in vars(self.manager.hook).values() if caller.has_spec())
+            hooks = ", ".join(sorted(caller.name for caller in specified))
+            info.error = f"{_describe(error)}; polyvae's hooks are {hooks}"
+            return
         info.hooks = sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or [])
         self._unregistered.append(name)
 
@@ -191,7 +200,9 @@ def _allowed_plugin_names() -> set[str] | None:
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    """The error on one line (pluggy's validation messages span several), for a table cell."""
+    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return f"{type(error).__name__}: {message}"
 
 
 _registry: Registry | None = None

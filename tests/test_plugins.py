@@ -36,6 +36,20 @@ def register_commands(cli):
     def hello():
         click.echo("hello from a plugin")
 """
+MISSPELT_HOOK = """
+from polyvae.hookspecs import hookimpl
+
+@hookimpl
+def register_metric(domain_name, register):
+    register("never", lambda generated, reference, training: {})
+"""
+WRONG_ARGUMENT = """
+from polyvae.hookspecs import hookimpl
+
+@hookimpl
+def register_domains(register, settings):
+    pass
+"""
 WITH_METRIC = """
 from polyvae.hookspecs import hookimpl
 
@@ -61,6 +75,32 @@ def test_broken_plugins_are_reported_and_others_keep_working(entry_point_path):
     assert registry.plugins["broken_import"].error == "RuntimeError: missing native library"
     assert registry.plugins["broken_register"].error == "ValueError: bad config file"
     assert registry.get_domain("gaussmix").name == "gaussmix"
+
+
+def test_a_hook_no_spec_names_fails_its_plugin_and_names_the_hooks(entry_point_path):
+    install_fake_plugin(entry_point_path, "misspelt", "misspelt_plugin", MISSPELT_HOOK)
+    registry = get_registry()
+    info = registry.plugins["misspelt"]
+    assert info.error.startswith("PluginValidationError: unknown hook 'register_metric'")
+    assert info.error.endswith(
+        "polyvae's hooks are register_commands, register_domains, register_metrics"
+    )
+    assert info.hooks == []
+    assert registry.get_domain("gaussmix").name == "gaussmix"
+    assert registry.plugins["gaussmix"].error is None
+
+
+def test_plugins_table_shows_a_validation_error_whole_on_one_line(plugin_site):
+    install_fake_plugin(plugin_site, "wrong_argument", "wrong_argument", WRONG_ARGUMENT)
+    result = run_polyvae(["plugins"], site=plugin_site, plugins="gaussmix,wrong_argument")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("wrong_argument"))
+    assert row.endswith(
+        "error: PluginValidationError: Plugin 'wrong_argument' for hook 'register_domains'; "
+        "hookimpl definition: register_domains(register, settings); Argument(s) {'settings'} "
+        "are declared in the hookimpl but can not be found in the hookspec"
+    )
+    assert len(result.stdout.strip().splitlines()) == 4  # header, rule, two plugins
 
 
 def test_environment_variable_limits_plugins(entry_point_path, monkeypatch):
