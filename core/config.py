@@ -32,8 +32,10 @@ _FALSE = {"false", "no", "off", "0"}
 @dataclass(frozen=True)
 class Option:
     """One configuration key: its default, its type (taken from the default unless given), and
-    optional limits. ``kind`` is one of ``int``, ``float``, ``bool``, ``str`` or ``list``
-    (a list of strings, written ``a,b,c`` on the command line)."""
+    optional limits: ``minimum`` and ``maximum`` are allowed values, ``above`` is a bound the
+    value must exceed (a learning rate of 0 would train nothing). ``kind`` is one of ``int``,
+    ``float``, ``bool``, ``str`` or ``list`` (a list of strings, written ``a,b,c`` on the command
+    line)."""
 
     name: str
     default: Any
@@ -41,6 +43,7 @@ class Option:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    above: float | None = None
     kind: str | None = None
 
     @property
@@ -96,6 +99,8 @@ class Option:
             raise ConfigError(
                 f"config key '{self.name}': {value} is below the minimum {self.minimum}"
             )
+        if self.above is not None and value <= self.above:
+            raise ConfigError(f"config key '{self.name}': {value} must be above {self.above:g}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(
                 f"config key '{self.name}': {value} is above the maximum {self.maximum}"
@@ -130,7 +135,7 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
         "batches (0: off)",
         minimum=0,
     ),
-    Option("lr", 1e-3, "peak learning rate of AdamW", minimum=0.0),
+    Option("lr", 1e-3, "peak learning rate of AdamW", above=0.0),
     Option("weight_decay", 1e-4, "AdamW decoupled weight decay", minimum=0.0),
     Option(
         "lr_warmup_steps", 100, "linear learning-rate warm-up before the cosine decay", minimum=0

@@ -59,6 +59,7 @@ def test_bad_choice_lists_the_choices():
         ({"epochs": 2.5}, "'epochs': 2.5 is not a valid int"),
         ({"epochs": 0}, "'epochs': 0 is below the minimum 1"),
         ({"lr": "nan"}, "'lr': 'nan' is not a valid float"),
+        ({"lr": 0}, "'lr': 0.0 must be above 0$"),  # nothing would be learned
         ({"compile": "maybe"}, "'compile': 'maybe' is not a valid bool"),
         ({"preset": "huge"}, "'preset': 'huge' is not one of: small"),
     ],
