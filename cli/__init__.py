@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,8 +74,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     # temporary files are removed and worker processes stopped rather than left behind.
     # Training installs its own handler (checkpoint, then exit) and puts this one back.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    warnings.showwarning = _show_warning_as_note
     build_cli().main(args=argv, prog_name="polyvae")
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _show_warning_as_note(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """A warning is news for the person at the terminal: one line, without the warning's class
+    or the library's source line that raised it."""
+    click.echo(f"note: {' '.join(str(message).split())}", err=True)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import run_polyvae
+from conftest import install_fake_plugin, run_polyvae
 from polyvae_gaussmix import mixture
 
 import polyvae
@@ -31,9 +31,9 @@ def invoke(*args):
 def test_sample_to_stdout_and_file_is_repeatable(trained_run, tmp_path):
     first = invoke("sample", trained_run, "-n", 5, "--seed", 3)
     second = invoke("sample", trained_run, "-n", 5, "--seed", 3)
-    assert first.exit_code == 0 and first.output == second.output
-    assert len(first.output.splitlines()) == 5
-    assert all(len(line.split(",")) == 6 for line in first.output.splitlines())
+    assert first.exit_code == 0 and first.stdout == second.stdout
+    assert len(first.stdout.splitlines()) == 5
+    assert all(len(line.split(",")) == 6 for line in first.stdout.splitlines())
     out = tmp_path / "samples"
     written = invoke("sample", trained_run, "-n", 4, "-o", out, "--unique")
     assert written.exit_code == 0
@@ -133,6 +133,10 @@ def test_score_ranks_outliers_above_inliers(trained_run):
         ),
         (["sample", "{run}", "--beam", "4"], "unknown option --beam for domain 'gaussmix'"),
         (["encode", "{run}", "--data", "{csv}", "-o", "z.txt"], "encode writes .npy files"),
+        (
+            ["train", "gaussmix", "--data", "{csv}", "--set", "lr=0"],
+            "config key 'lr': 0.0 must be above 0",  # it would train on a flat loss
+        ),
         (["reconstruct", "{run}", "1,2"], "items have 2 values, this model expects 6"),
     ],
 )
@@ -145,6 +149,41 @@ def test_user_errors_are_one_line_with_status_2(
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"Error: {message}")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_sample_refuses_zero_items_and_writes_nothing(trained_run, tmp_path):
+    output = tmp_path / "none.csv"
+    result = CliRunner().invoke(build_cli(), ["sample", str(trained_run), "-n", "0", "-o", output])
+    assert result.exit_code == 2
+    assert "Invalid value for '-n': 0 is not in the range x>=1" in result.output
+    assert not output.exists()
+
+
+def test_sample_ends_with_a_summary_line(trained_run):
+    result = invoke("sample", trained_run, "-n", 5, "--seed", 3)
+    # Mixture samples are vectors: no validity, distinctness or novelty to tell, just the count.
+    assert result.stderr.splitlines()[-1] == "sampled 5 items"
+
+
+WARNS = """
+import warnings
+import click
+from polyvae.hookspecs import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("warn")
+    def warn():
+        warnings.warn("unique@1000 is computed on 10 samples")
+        click.echo("done")
+"""
+
+
+def test_warnings_reach_the_terminal_as_one_line_notes(plugin_site):
+    install_fake_plugin(plugin_site, "warner", "warner_plugin", WARNS)
+    result = run_polyvae(["warn"], site=plugin_site, plugins="warner")
+    assert result.returncode == 0 and result.stdout == "done\n"
+    assert result.stderr == "note: unique@1000 is computed on 10 samples\n"
 
 
 def test_installed_command_reports_errors_without_traceback(plugin_site, tmp_path):

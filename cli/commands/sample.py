@@ -13,14 +13,16 @@ from polyvae.cli.items import emit_chunks
 from polyvae.cli.options import device_option, output_option, seed_option, temperature_option
 from polyvae.cli.relaunch import nproc_option, relaunch
 from polyvae.config import PRECISIONS, Option, parse_assignments
+from polyvae.domain import Domain
 from polyvae.errors import UserError
+from polyvae.wording import plural
 
 
 @click.command(
     "sample", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
 )
 @click.argument("run")
-@click.option("-n", "count", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("-n", "count", type=click.IntRange(min=1), default=10, show_default=True)
 @temperature_option(default=1.0)
 @seed_option(help="Seed for repeatable samples.")
 @click.option("--condition", multiple=True, metavar="NAME=VALUE", help="Target property value.")
@@ -91,13 +93,60 @@ def sample_command(
             for _ in chunks:  # this rank's share of the decoding; rank 0 writes
                 pass
             return
-        landing = Landing(model, targets)
-        produced = emit_chunks(model, landing.watch(chunks), output, **write_options)
+        landing, summary = Landing(model, targets), Summary(model)
+        produced = emit_chunks(model, summary.watch(landing.watch(chunks)), output, **write_options)
         if produced < count:
             click.echo(
                 f"note: found only {produced:,} of {count:,} items that pass the filters", err=True
             )
         landing.report()
+        click.echo(summary.line(), err=True)
+
+
+class Summary:
+    """The one line ``polyvae sample`` ends with: how many items, and what the domain can tell of
+    them. Valid: the domain judges validity (:meth:`Domain.is_valid`). Unique: distinct items,
+    for items that are text (SMILES, sentences; continuous samples such as images are all
+    distinct). Novel: the share of the valid items absent from the training data, where the
+    run's codec can tell (``codec.novel(items)``, one flag per item)."""
+
+    def __init__(self, model: Any) -> None:
+        self.domain = model.domain
+        self.judges_validity = type(self.domain).is_valid is not Domain.is_valid
+        self.novel = getattr(model.codec, "novel", None)
+        self.count = self.valid = self.novel_count = 0
+        self.distinct: set[str] | None = set()  # None once an item is not text
+
+    def watch(self, chunks: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+        for chunk in chunks:
+            self.add(chunk)
+            yield chunk
+
+    def add(self, items: Sequence[Any]) -> None:
+        self.count += len(items)
+        valid = [item for item in items if self.domain.is_valid(item)]
+        self.valid += len(valid)
+        if self.novel is not None and valid:
+            self.novel_count += int(np.count_nonzero(self.novel(valid)))
+        if self.distinct is not None and all(isinstance(item, str) for item in items):
+            self.distinct.update(items)
+        else:
+            self.distinct = None
+
+    def line(self) -> str:
+        shares = []
+        if self.judges_validity:
+            shares.append(f"{_percent(self.valid, self.count)} valid")
+        if self.distinct is not None:
+            shares.append(f"{_percent(len(self.distinct), self.count)} unique")
+        if self.novel is not None:
+            shares.append(f"{_percent(self.novel_count, self.valid)} novel")
+        counted = f"sampled {plural(self.count, 'item')}"
+        return f"{counted}: {', '.join(shares)}" if shares else counted
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "n/a"
 
 
 class Landing:
