@@ -27,11 +27,9 @@ import contextlib
 import functools
 import gzip
 import importlib.resources
-import importlib.util
 import io
 import json
 import math
-import multiprocessing
 import os
 import warnings
 from collections import Counter
@@ -42,7 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
-from rdkit import Chem, DataStructs, RDConfig
+from rdkit import Chem, DataStructs
 from rdkit.Chem import QED, Crippen, Descriptors, rdFingerprintGenerator
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 from rdkit.Chem.Scaffolds import MurckoScaffold
@@ -50,7 +48,8 @@ from scipy.stats import wasserstein_distance
 
 from polyvae.errors import UserError
 from polyvae.files import atomic_write_bytes
-from polyvae.plugins.molecules.chemistry import canonical_smiles, parse
+from polyvae.plugins.molecules.chemistry import canonical_smiles, default_n_jobs, parse, sa_score
+from polyvae.plugins.shared import worker_pool
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -129,11 +128,6 @@ _morgan = rdFingerprintGenerator.GetMorganGenerator(
 )
 
 
-def default_n_jobs() -> int:
-    """Processes used for per-molecule work unless told otherwise: the CPU count, at most 4."""
-    return min(os.cpu_count() or 1, 4)
-
-
 # --- helpers the rest of the plugin reuses ---------------------------------------------------
 
 
@@ -162,22 +156,10 @@ class _Molecule(NamedTuple):
     passes_filters: bool | None  # None when not asked for
 
 
-@functools.cache
-def _sascorer():
-    # The SA score lives in RDKit's Contrib folder, which is not an importable package everywhere.
-    path = Path(RDConfig.RDContribDir) / "SA_Score" / "sascorer.py"
-    spec = importlib.util.spec_from_file_location("sascorer", path)
-    if spec is None or spec.loader is None:
-        raise UserError(f"RDKit's SA score module is missing: {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _properties(mol: Chem.Mol) -> tuple[float, float, float, float]:
     return (
         Crippen.MolLogP(mol),
-        _sascorer().calculateScore(mol),
+        sa_score(mol),
         QED.qed(mol),
         Descriptors.MolWt(mol),
     )
@@ -253,7 +235,7 @@ def _map(function: Callable, items: Sequence, n_jobs: int) -> list:
     processes = min(n_jobs, len(items) // _MIN_ITEMS_PER_PROCESS)
     if processes <= 1:
         return [function(item) for item in items]
-    with multiprocessing.Pool(processes) as pool:
+    with worker_pool(processes, preload=__name__) as pool:
         return pool.map(function, items, chunksize=max(1, len(items) // (processes * 16)))
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import multiprocessing
 import os
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from typing import IO
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.chemistry import canonical_smiles, diagnose
-from polyvae.plugins.shared import TextFiles, require_usable, undecodable
+from polyvae.plugins.shared import TextFiles, require_usable, undecodable, worker_pool
 
 FILES = TextFiles((".smi", ".txt", ".csv"), "molecules")
 
@@ -65,8 +64,7 @@ def _examine_all(
     workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
     if len(texts) < PARALLEL_FROM or workers < 2:
         return [examine(text) for text in texts]
-    # forkserver: forking this process, whose torch threads may be running, is not safe.
-    with multiprocessing.get_context("forkserver").Pool(workers) as pool:
+    with worker_pool(workers, preload=__name__) as pool:
         return pool.map(examine, texts, chunksize=CHUNK)
 
 

@@ -7,27 +7,27 @@ labels it in the PNG grid, so one can be found in the others.
 from __future__ import annotations
 
 import collections
-import contextlib
 import csv
 import io
 import itertools
 import math
-import multiprocessing
-import os
-import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 
 import numpy as np
-import torch
 from rdkit import Chem
 from rdkit.Chem import Draw, rdDepictor
 
 from polyvae.errors import UserError
 from polyvae.files import atomic_output
-from polyvae.plugins.molecules.chemistry import STANDARD_PROPERTIES, mol_properties, parse
-from polyvae.plugins.molecules.metrics import default_n_jobs
+from polyvae.plugins.molecules.chemistry import (
+    STANDARD_PROPERTIES,
+    default_n_jobs,
+    mol_properties,
+    parse,
+)
+from polyvae.plugins.shared import worker_pool
 
 COLUMNS = ("smiles", "id", "valid", "novel", *STANDARD_PROPERTIES)
 GRID_LIMIT = 100  # a bigger grid is too large an image to look at
@@ -159,29 +159,20 @@ def _rendered(
             yield render(list(chunk), start), len(chunk)
             start += len(chunk)
         return
-    # forkserver: forking this process, whose torch threads may be running, is not safe.
-    pool = ProcessPoolExecutor(
-        n_jobs,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_hold_renderer,
-        initargs=(render,),
-    )
-    waiting: collections.deque[tuple[list[Future], int]] = collections.deque()
-    # The decoder in this process keeps the cores the workers leave (at least one): with more
-    # busy threads than cores both sides slow down (2 cores, 2 workers: 418 molecules/s with
-    # torch's 2 threads, 570 with 1).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, max(1, (os.cpu_count() or 1) - n_jobs)))
-    try:
+    # The workers hold the renderer (and its novelty set) from their start, so that the pieces
+    # carry only their molecules.
+    with worker_pool(
+        n_jobs, preload=__name__, initializer=_hold_renderer, initargs=(render,)
+    ) as pool:
+        waiting: collections.deque[tuple[list[AsyncResult], int]] = collections.deque()
         for chunk in chunks:
             chunk = list(chunk)
             # Each worker takes a share of every chunk, so that a sample of one chunk is shared.
             share = -(-len(chunk) // n_jobs)
-            with _interrupts_deferred():
-                pieces = [
-                    pool.submit(_render_held, chunk[offset : offset + share], start + offset)
-                    for offset in range(0, len(chunk), share)
-                ]
+            pieces = [
+                pool.apply_async(_render_held, (chunk[offset : offset + share], start + offset))
+                for offset in range(0, len(chunk), share)
+            ]
             waiting.append((pieces, len(chunk)))
             start += len(chunk)
             # A bounded queue: when RDKit is the slower side, making chunks waits for it.
@@ -189,34 +180,6 @@ def _rendered(
                 yield _collected(*waiting.popleft())
         while waiting:
             yield _collected(*waiting.popleft())
-    finally:
-        pool.shutdown(cancel_futures=True)
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the block has run. ``submit`` may be starting a worker, and
-    a KeyboardInterrupt half-way through sending it its start-up data leaves it a truncated
-    pickle to print a traceback about."""
-    caught: list[int] = []
-    try:
-        previous = {
-            stop: signal.signal(stop, lambda signum, frame: caught.append(signum))
-            for stop in (signal.SIGINT, signal.SIGTERM)
-        }
-    except ValueError:  # not the main thread, which alone receives signals in Python
-        previous = None
-    if previous is None:
-        yield
-        return
-    try:
-        yield
-    finally:
-        for stop, handler in previous.items():
-            signal.signal(stop, handler)
-        if caught:
-            signal.raise_signal(caught[0])  # now handled as it would have been
 
 
 _held_renderer: ChunkRenderer | None = None
@@ -225,17 +188,14 @@ _held_renderer: ChunkRenderer | None = None
 def _hold_renderer(render: ChunkRenderer) -> None:
     global _held_renderer
     _held_renderer = render
-    # A terminal's Ctrl-C reaches every process of the command; the main process stops the
-    # workers, so that they need not stop themselves half-way through a piece.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _render_held(smiles: list[str], start: int) -> list[str] | list[bytes]:
     return _held_renderer(smiles, start)
 
 
-def _collected(pieces: list[Future], size: int) -> tuple[list[str] | list[bytes], int]:
-    return [part for piece in pieces for part in piece.result()], size
+def _collected(pieces: list[AsyncResult], size: int) -> tuple[list[str] | list[bytes], int]:
+    return [part for piece in pieces for part in piece.get()], size
 
 
 def _rows(
