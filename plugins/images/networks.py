@@ -117,7 +117,3 @@ class ConvDecoder(Decoder):
         if pixels == "mean":
             return {"pixels": self.likelihood.mean(output)}
         return {"pixels": self.likelihood.sample(output, temperature)}
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())

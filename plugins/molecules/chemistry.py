@@ -1,10 +1,12 @@
-"""RDKit chemistry: parsing and canonical SMILES, randomised SMILES, and molecular properties."""
+"""RDKit chemistry: parsing and canonical SMILES, randomised SMILES, molecular properties, and
+how many processes share per-molecule work."""
 
 from __future__ import annotations
 
 import difflib
 import functools
 import importlib.util
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +17,11 @@ from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 
 from polyvae.errors import UserError
 from polyvae.plugins.shared import MAX_RECORD_CHARS
+
+
+def default_n_jobs() -> int:
+    """Processes used for per-molecule work unless told otherwise: the CPU count, at most 4."""
+    return min(os.cpu_count() or 1, 4)
 
 
 def parse(smiles: str) -> Chem.Mol | None:

@@ -6,6 +6,8 @@ import contextlib
 import csv
 import gzip
 import math
+import subprocess
+import sys
 
 import pytest
 import selfies
@@ -156,7 +158,7 @@ def test_reader_errors_are_one_clear_line(tmp_path, domain):
     with pytest.raises(FileNotFoundError):  # the engine turns it into one line naming the path
         domain.read(tmp_path / "missing.smi", config_of(domain))
     (tmp_path / "bad.smi").write_text("xyz\nC1CC\n")
-    with pytest.raises(UserError, match=r"all 2 records were skipped \(first: .*bad.smi:1"):
+    with pytest.raises(UserError, match=r"all 2 were skipped \(first: .*bad.smi:1"):
         domain.read(tmp_path / "bad.smi", config_of(domain))
     (tmp_path / "mols.sdf").write_text("")
     with pytest.raises(UserError, match=r"not mols\.sdf"):
@@ -367,6 +369,15 @@ def test_encoder_features_ignore_padding():
 
 
 # --- domain --------------------------------------------------------------------------------------
+
+
+def test_the_domain_leaves_the_metric_suite_unimported_until_metrics_are_asked_for():
+    """Reading, training and writing skip the MOSES suite's imports (scipy, ChemNet)."""
+    code = "import sys, polyvae.plugins.molecules.domain; print(sorted(sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "'polyvae.plugins.molecules.domain'" in result.stdout
+    assert "'polyvae.plugins.molecules.metrics'" not in result.stdout
 
 
 def test_the_plugin_registers_the_domain():
