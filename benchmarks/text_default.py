@@ -58,7 +58,7 @@ def train_baseline(model: polyvae.Model, out: str) -> None:
         for key, value in model.config.items()
         if key not in ("preset", "device", "compile")
     }
-    config.update(word_keep=1.0, free_bits=0.0)
+    config.update(word_dropout=0.0, free_bits=0.0)
     with mock.patch.object(trainer, "build_vae", build_language_model):
         trainer.train("text", model.loaded.meta["data"]["source"], config, out=out)
 
