@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import random
+import shutil
 import signal
 import statistics
 import tempfile
@@ -254,6 +255,7 @@ class Trainer:
         if data is None:
             raise UserError("no training data: pass --data PATH")
         config = domain.resolve_config(overrides)
+        training_device(resolve_device(config["device"]), place)  # refused before any work
         # Rank 0 names the folder (the default holds the time) and checks that it is free.
         run = RunDir(place.broadcast(str(out or default_run_dir(domain.name))))
         taken = run.exists() or (run.path.is_dir() and any(run.path.iterdir()))
@@ -265,41 +267,42 @@ class Trainer:
         items, report = read_items(domain, data, config)
         seed_everything(config["seed"])
         items, condition, predict = _properties(domain, items, config, report, log)
-        if place.is_main:
-            run.path.mkdir(parents=True, exist_ok=True)
-            if report.skipped:
-                atomic_write_text(run.read_report_path, "\n".join(report.log_lines()) + "\n")
-                log(f"{report.summary()} (details in {run.read_report_path})")
-            else:
-                log(report.summary())
-            codec = domain.fit_codec(items, config)
-            run.codec_dir.mkdir(exist_ok=True)
-            codec.save(run.codec_dir)
-        with tempfile.TemporaryDirectory(prefix="polyvae-codec-") as scratch:
-            # The other ranks load rank 0's codec, sent over the process group.
-            shared = share_folder(place, run.codec_dir, Path(scratch))
-            if not place.is_main:
-                codec = domain.load_codec(shared, config)
-        meta = {
-            "format": RUN_FORMAT,
-            "format_version": RUN_FORMAT_VERSION,
-            "domain": domain.name,
-            "versions": versions_record(domain),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "config": config,
-            "data": {
-                "source": _source_name(data),
-                "items": len(items),
-                "read": report.to_dict(),
-            },
-            "condition": condition.to_dict() if condition else None,
-            "predict": predict.to_dict() if predict else None,
-            "status": "training",
-            "summary": {},
-        }
-        trainer = cls(domain, run, config, meta, items, codec, condition, predict, log, place)
-        meta["data"].update(train=len(trainer.train_index), val=len(trainer.val_index))
-        trainer._write_meta()
+        with removed_on_failure(run, place):
+            if place.is_main:
+                run.path.mkdir(parents=True, exist_ok=True)
+                if report.skipped:
+                    atomic_write_text(run.read_report_path, "\n".join(report.log_lines()) + "\n")
+                    log(f"{report.summary()} (details in {run.read_report_path})")
+                else:
+                    log(report.summary())
+                codec = domain.fit_codec(items, config)
+                run.codec_dir.mkdir(exist_ok=True)
+                codec.save(run.codec_dir)
+            with tempfile.TemporaryDirectory(prefix="polyvae-codec-") as scratch:
+                # The other ranks load rank 0's codec, sent over the process group.
+                shared = share_folder(place, run.codec_dir, Path(scratch))
+                if not place.is_main:
+                    codec = domain.load_codec(shared, config)
+            meta = {
+                "format": RUN_FORMAT,
+                "format_version": RUN_FORMAT_VERSION,
+                "domain": domain.name,
+                "versions": versions_record(domain),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "config": config,
+                "data": {
+                    "source": _source_name(data),
+                    "items": len(items),
+                    "read": report.to_dict(),
+                },
+                "condition": condition.to_dict() if condition else None,
+                "predict": predict.to_dict() if predict else None,
+                "status": "training",
+                "summary": {},
+            }
+            trainer = cls(domain, run, config, meta, items, codec, condition, predict, log, place)
+            meta["data"].update(train=len(trainer.train_index), val=len(trainer.val_index))
+            trainer._write_meta()
         return trainer
 
     @classmethod
@@ -1055,6 +1058,26 @@ def seed_everything(seed: int) -> None:
 
 def default_run_dir(domain_name: str) -> Path:
     return Path("runs") / f"{domain_name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@contextmanager
+def removed_on_failure(run: RunDir, place: Context) -> Iterator[None]:
+    """A start that fails takes back what it wrote: the run folder it made, or the contents of
+    the empty folder it was given. A retry then finds the place as it was."""
+    created = not run.path.exists()
+    try:
+        yield
+    except BaseException:
+        if place.is_main:
+            if created:
+                shutil.rmtree(run.path, ignore_errors=True)
+            else:
+                for child in run.path.iterdir():
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+        raise
 
 
 def _format_record(record: Mapping[str, Any]) -> str:

@@ -53,6 +53,7 @@ def train_command(
 
     Launched by torchrun (e.g. `torchrun --nproc-per-node 4 -m polyvae.cli train ...`), or with
     --nproc N, it trains data-parallel: --set batch_size is per process."""
+    from polyvae.device import resolve_device
     from polyvae.distributed import is_main_process
     from polyvae.trainer import train
 
@@ -63,16 +64,20 @@ def train_command(
         callbacks.append(TensorBoardLogger())
     config: dict[str, Any] = load_config_file(config_file) if config_file else {}
     config.update(parse_assignments(assignments))
-    if nproc > 1:
-        if resume is None:  # one clear error here rather than one from every process
-            from polyvae.registry import get_domain
-
-            get_domain(domain).resolve_config(config)
-        relaunch(ctx, nproc)
     if epochs is not None:
         config["epochs"] = epochs
     if device is not None:
         config["device"] = device
+    # Checked before any work (and with --nproc once, not in every process): a device this
+    # machine lacks would otherwise stop the run after its data is read and its codec fitted.
+    if "device" in config:
+        resolve_device(config["device"])
+    if nproc > 1:
+        if resume is None:
+            from polyvae.registry import get_domain
+
+            get_domain(domain).resolve_config(config)
+        relaunch(ctx, nproc)
     result = train(
         domain,
         data=data,
