@@ -188,6 +188,44 @@ def test_compare_puts_runs_and_the_domains_references_side_by_side(
     assert iwae_row.split()[2:] == ["-", "1.2500"]
 
 
+def test_compare_shows_what_runs_were_measured_on_and_flags_differences(runs_folder, mixture_csv):
+    a, b, c = runs_folder / "a", runs_folder / "group" / "b", runs_folder / "c"
+    polyvae.train(
+        "gaussmix",
+        data=mixture_csv,
+        config=TINY | {"max_items": 500},  # other data than a and b
+        out=c,
+        progress=False,
+        log=print,
+    )
+    assert invoke("evaluate", a, "-n", 0, "-k", 2).exit_code == 0
+    assert invoke("evaluate", b, "-n", 0, "-k", 3, "--data", mixture_csv).exit_code == 0
+    result = invoke("compare", a, b, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)["metrics"]
+    fingerprint = json.loads((a / "run.json").read_text())["data"]["fingerprint"]
+    assert fingerprint.startswith("sha256:")
+    assert metrics["data"] == {str(a): fingerprint[7:19], str(b): fingerprint[7:19]}
+    assert metrics["eval_data"] == {str(a): "validation split", str(b): str(mixture_csv)}
+    assert metrics["eval_k"] == {str(a): 2, str(b): 3}
+    assert metrics["eval_samples"] == {str(a): 0, str(b): 0}
+    assert result.stderr.splitlines() == [
+        f"note: these runs were evaluated on different data ({mixture_csv}, validation split); "
+        "their metrics are not like for like",
+        "note: these runs were evaluated with different k (importance samples) (2, 3); "
+        "their metrics are not like for like",
+    ]
+    table = invoke("compare", a, c)
+    assert "their metrics are not like for like" in table.stderr
+    assert table.stderr.splitlines()[0].startswith(
+        "note: these runs were trained on different data"
+    )
+    data_row = next(line for line in table.stdout.splitlines() if line.startswith("data "))
+    assert len(data_row.split()) == 3 and fingerprint[7:19] in data_row
+    eval_row = next(line for line in table.stdout.splitlines() if line.startswith("eval_k "))
+    assert eval_row.split() == ["eval_k", "2", "-"]  # c has no evaluation
+
+
 def test_compare_refuses_a_path_that_is_not_a_run(runs_folder):
     result = invoke("compare", runs_folder / "a", runs_folder)
     assert result.exit_code == 2

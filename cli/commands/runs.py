@@ -43,6 +43,17 @@ TRAINING_ROWS = (
     "val_active_units",
     "training_seconds",
 )
+# Rows of `polyvae compare` that say what the numbers were measured on: the training data's
+# fingerprint, and the evaluation's held-out data, importance samples k and generated samples.
+# Runs that differ in one are flagged: their metrics are not like for like.
+MEASURED_ON_ROWS = (
+    ("data", "were trained on different data"),
+    ("eval_data", "were evaluated on different data"),
+    ("eval_k", "were evaluated with different k (importance samples)"),
+    ("eval_samples", "generated different numbers of samples for the metrics"),
+)
+# Hex digits of a data fingerprint that `polyvae compare` shows.
+FINGERPRINT_DIGITS = 12
 
 
 @click.command("runs")
@@ -81,9 +92,10 @@ def runs_command(directory: Path, as_json: bool) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @json_option
 def compare_command(runs: tuple[Path, ...], as_json: bool) -> None:
-    """Put the metrics of RUNS side by side: training summary, then `polyvae evaluate`'s results
-    (evaluation.json, when it describes the current weights). Runs of one domain are shown beside
-    the domain's published results, if it has any."""
+    """Put the metrics of RUNS side by side: training summary, what they were measured on (data
+    fingerprint, the evaluation's data, k and samples; differences are flagged), then `polyvae
+    evaluate`'s results (evaluation.json, when it describes the current weights). Runs of one
+    domain are shown beside the domain's published results, if it has any."""
     from polyvae.run import RunDir
 
     runs = tuple(dict.fromkeys(runs))  # a run named twice is one column
@@ -102,10 +114,16 @@ def compare_command(runs: tuple[Path, ...], as_json: bool) -> None:
                 f"weights; run 'polyvae evaluate {path}' again",
                 err=True,
             )
-        columns[str(path)] = training_metrics(run, meta) | (evaluation or {}).get("results", {})
+        columns[str(path)] = (
+            training_metrics(run, meta)
+            | measured_on(meta, evaluation)
+            | (evaluation or {}).get("results", {})
+        )
+    for note in mismatches(list(columns.values())):
+        click.echo(note, err=True)
     references = _reference_results(domains.pop()) if len(domains) == 1 else {}
     columns.update(references)
-    names = list(TRAINING_ROWS)
+    names = [*TRAINING_ROWS, *(row for row, _ in MEASURED_ON_ROWS)]
     for values in columns.values():
         names += [name for name in values if name not in names]
     if as_json:
@@ -217,6 +235,31 @@ def training_metrics(run: RunDir, meta: dict[str, Any]) -> dict[str, Any]:
         "val_active_units": last.get("val_active_units"),
         "training_seconds": seconds,
     }
+
+
+def measured_on(meta: dict[str, Any], evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """The :data:`MEASURED_ON_ROWS` of one run; the evaluation's are None without one."""
+    fingerprint = (meta.get("data") or {}).get("fingerprint")
+    settings = (evaluation or {}).get("settings") or {}
+    return {
+        "data": fingerprint.partition(":")[2][:FINGERPRINT_DIGITS] if fingerprint else None,
+        "eval_data": (settings.get("data") or "validation split") if evaluation else None,
+        "eval_k": settings.get("k"),
+        "eval_samples": settings.get("samples"),
+    }
+
+
+def mismatches(runs: list[dict[str, Any]]) -> list[str]:
+    """A note for each :data:`MEASURED_ON_ROWS` row in which the runs that have it differ."""
+    notes = []
+    for row, differ in MEASURED_ON_ROWS:
+        values = sorted({str(run[row]) for run in runs if run.get(row) is not None})
+        if len(values) > 1:
+            notes.append(
+                f"note: these runs {differ} ({', '.join(values)}); "
+                "their metrics are not like for like"
+            )
+    return notes
 
 
 def _reference_results(domain_name: str) -> dict[str, dict[str, float]]:
