@@ -10,10 +10,15 @@ import click
 import numpy as np
 
 from polyvae.cli.items import emit_chunks
-from polyvae.cli.options import device_option, output_option, seed_option, temperature_option
+from polyvae.cli.options import (
+    device_option,
+    output_option,
+    prior_option,
+    seed_option,
+    temperature_option,
+)
 from polyvae.cli.relaunch import nproc_option, relaunch
 from polyvae.config import PRECISIONS, Option, parse_assignments
-from polyvae.domain import Domain
 from polyvae.errors import UserError
 from polyvae.wording import plural
 
@@ -28,6 +33,7 @@ from polyvae.wording import plural
 @click.option("--condition", multiple=True, metavar="NAME=VALUE", help="Target property value.")
 @click.option("--unique", is_flag=True, help="Only distinct items.")
 @click.option("--valid-only", is_flag=True, help="Only items the domain deems valid.")
+@prior_option
 @output_option()
 @device_option()
 @click.option(
@@ -47,6 +53,7 @@ def sample_command(
     condition: tuple[str, ...],
     unique: bool,
     valid_only: bool,
+    prior: str | None,
     output: Path | None,
     device: str,
     precision: str | None,
@@ -85,6 +92,7 @@ def sample_command(
             unique=unique,
             valid_only=valid_only,
             place=place,
+            prior=prior,
             **options,
         )
         if nproc > 1:
@@ -111,6 +119,8 @@ class Summary:
     run's codec can tell (``codec.novel(items)``, one flag per item)."""
 
     def __init__(self, model: Any) -> None:
+        from polyvae.domain import Domain  # imports torch, which building the CLI does without
+
         self.domain = model.domain
         self.judges_validity = type(self.domain).is_valid is not Domain.is_valid
         self.novel = getattr(model.codec, "novel", None)
