@@ -36,6 +36,7 @@ SMILES = ["CCO", "c1ccccc1", "CC(=O)O", "CCN", "CC(C)O", "c1ccncc1"]
 HUGE = 12_000  # characters: over the readers' 10,000
 NOT_UTF8 = b"caf\xe9 au lait\n"  # Latin-1
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x08\xff\xfe\x00\x01"
+RANDOM_BYTES = np.random.default_rng(0).bytes(4096)  # its first line is not UTF-8
 
 
 def invoke(*args: object):
@@ -181,6 +182,16 @@ CASES = {
         text_case("t.txt", [], bytes(4096)),
         ("error", r"no usable texts .* holds NUL bytes"),
     ),
+    "text-random-bytes-csv": (
+        "text",
+        text_case("t.csv", [], RANDOM_BYTES),
+        ("error", r"t\.csv cannot be read as CSV: its header row is not UTF-8 text \(byte 0x"),
+    ),
+    "text-random-bytes-jsonl": (
+        "text",
+        text_case("t.jsonl", [], RANDOM_BYTES),
+        ("error", r"no usable texts .* not UTF-8 text \(byte 0x"),
+    ),
     "text-gzip-not-gzip": ("text", text_case("t.txt.gz", TEXTS), ("error", "cannot read")),
     "text-empty-file": ("text", text_case("t.txt", []), ("error", "no texts in")),
     "text-empty-csv": ("text", text_case("t.csv", ["text"]), ("error", "no texts in")),
@@ -215,6 +226,11 @@ CASES = {
         "molecules",
         text_case("m.smi", [], PNG_BYTES),
         ("error", r"no usable molecules .* not UTF-8 text \(byte 0x89 at character 1\)"),
+    ),
+    "molecules-random-bytes-csv": (
+        "molecules",
+        text_case("m.csv", [], RANDOM_BYTES),
+        ("error", r"m\.csv cannot be read as CSV: its header row is not UTF-8 text \(byte 0x"),
     ),
     "molecules-empty-file": ("molecules", text_case("m.smi", []), ("error", "no molecules in")),
     "molecules-empty-folder": ("molecules", make_dir, ("error", r"no \.smi, \.txt or \.csv")),

@@ -109,6 +109,10 @@ def _csv_records(
     header = next(reader, None)
     if header is None:
         return
+    # Without this check a binary file fails on its column names, which show its bytes.
+    problem = undecodable(",".join(header))
+    if problem:
+        raise UserError(f"{path} cannot be read as CSV: its header row is {problem}")
     index = _column_index(header, column, path, report)
     for row in reader:
         if not any(field.strip() for field in row):

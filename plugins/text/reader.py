@@ -147,6 +147,10 @@ def _csv_records(handle: IO[str], path: Path, form: TextFormat) -> Iterator[Reco
     header = next(reader, None)
     if header is None:
         return
+    # Without this check a binary file fails on its column names, which show its bytes.
+    problem = undecodable(",".join(header))
+    if problem:
+        raise UserError(f"{path} cannot be read as CSV: its header row is {problem}")
     text_index = _column_index(header, form.column, path, "column")
     label_index = (
         _column_index(header, form.label_column, path, "label_column")
@@ -169,6 +173,10 @@ def _jsonl_records(
         location = f"{path}:{number}"
         if not line.strip():
             yield location, "", None  # counted with the empty texts
+            continue
+        problem = undecodable(line)  # said before JSON's own complaint about the same bytes
+        if problem:
+            report.skip(location, problem)
             continue
         try:
             record = json.loads(line)
