@@ -28,7 +28,7 @@ from polyvae.plugins.sequence import (
 from polyvae.plugins.shared import bundled_run, label_properties
 from polyvae.plugins.text.codec import TOKENIZERS, TextCodec
 from polyvae.plugins.text.decoding import STRATEGIES, TextDecoder
-from polyvae.plugins.text.metrics import reconstruction_bleu, text_metrics
+from polyvae.plugins.text.metrics import reconstruction_metrics, text_metrics
 from polyvae.plugins.text.reader import TextFormat, read_texts
 
 # Against posterior collapse, where the decoder learns to ignore z (Bowman et al. 2016): a KL
@@ -168,16 +168,11 @@ class TextDomain(Domain):
     def reconstruction_metrics(
         self, originals: Sequence[str], reconstructions: Sequence[str]
     ) -> dict[str, float]:
-        """Corpus BLEU (sacrebleu, 0-100) of the reconstructions and the share rebuilt exactly."""
-        if not originals:
-            return {}
-        originals = [str(text) for text in originals]
-        reconstructions = [str(text) for text in reconstructions]
-        exact = sum(a == b for a, b in zip(originals, reconstructions, strict=True))
-        return {
-            "reconstruction_bleu": reconstruction_bleu(originals, reconstructions),
-            "reconstruction_exact": exact / len(originals),
-        }
+        """Corpus BLEU and chrF (sacrebleu, 0-100) of the reconstructions and the share rebuilt
+        exactly (see :mod:`polyvae.plugins.text.metrics`)."""
+        return reconstruction_metrics(
+            [str(text) for text in originals], [str(text) for text in reconstructions]
+        )
 
     def unit_counts(self, batch: Batch) -> Tensor:
         return predicted_tokens(batch)

@@ -20,7 +20,7 @@ from polyvae.plugins.text.domain import TextDomain
 from polyvae.plugins.text.metrics import (
     distinct_n,
     novelty,
-    reconstruction_bleu,
+    reconstruction_metrics,
     self_bleu,
     text_metrics,
     uniqueness,
@@ -238,10 +238,23 @@ def test_bleu_scale_is_zero_to_hundred():
     same = ["the cat sat on the mat today"] * 4
     assert self_bleu(same) == pytest.approx(100.0)
     assert self_bleu(["alpha beta gamma delta", "one two three four"]) == pytest.approx(0.0)
-    assert reconstruction_bleu(SENTENCES, SENTENCES) == pytest.approx(100.0)
-    assert reconstruction_bleu(SENTENCES, SENTENCES[::-1]) < 10
+    assert reconstruction_metrics(SENTENCES, SENTENCES)["reconstruction_bleu"] == pytest.approx(100)
+    assert reconstruction_metrics(SENTENCES, SENTENCES[::-1])["reconstruction_bleu"] < 10
     with pytest.raises(ValueError):
-        reconstruction_bleu(SENTENCES, SENTENCES[:2])
+        reconstruction_metrics(SENTENCES, SENTENCES[:2])
+    assert reconstruction_metrics([], []) == {}
+
+
+def test_chrf_credits_one_word_reconstructions_that_bleu_scores_zero():
+    # BLEU needs word 4-grams: a model of surnames scores 0 however many it rebuilds.
+    surnames = ["smith", "jones", "brown", "garcia", "miller", "davis"]
+    rebuilt = ["smith", "jonas", "bruin", "garcia", "muller", "dave"]
+    results = reconstruction_metrics(surnames, rebuilt)
+    assert results["reconstruction_bleu"] == 0.0
+    assert results["reconstruction_exact"] == pytest.approx(2 / 6)
+    assert results["reconstruction_chrf"] == pytest.approx(55.87, abs=0.01)  # sacrebleu 2.x
+    assert reconstruction_metrics(surnames, surnames)["reconstruction_chrf"] == pytest.approx(100)
+    assert reconstruction_metrics(surnames, ["x"] * 6)["reconstruction_chrf"] == 0.0
 
 
 def test_metrics_without_training_texts_leave_novelty_nan():
@@ -266,8 +279,10 @@ def test_reconstruction_metrics_compare_texts_with_their_decodings():
     results = TextDomain().reconstruction_metrics(SENTENCES, rebuilt)
     assert results["reconstruction_exact"] == pytest.approx(0.9)
     assert 50 < results["reconstruction_bleu"] < 100
+    assert 50 < results["reconstruction_chrf"] < 100
     perfect = TextDomain().reconstruction_metrics(SENTENCES, SENTENCES)
     assert perfect["reconstruction_bleu"] == pytest.approx(100)
+    assert perfect["reconstruction_chrf"] == pytest.approx(100)
 
 
 def test_word_keep_of_runs_written_before_reads_as_word_dropout():
