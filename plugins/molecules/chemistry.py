@@ -35,7 +35,9 @@ def parse(smiles: str) -> Chem.Mol | None:
 
 
 def canonical_smiles(smiles: str) -> str | None:
-    """RDKit's canonical isomeric SMILES, or None when ``smiles`` is not a valid molecule."""
+    """RDKit's canonical isomeric SMILES, or None when ``smiles`` is not a valid molecule.
+    Explicit hydrogens are dropped (``[H]N=C`` becomes ``N=C``) where RDKit can drop them
+    without changing the molecule; isotopes such as ``[2H]`` stay."""
     mol = parse(smiles)
     return Chem.MolToSmiles(mol) if mol is not None else None
 

@@ -4,15 +4,17 @@ Items are SMILES strings. With ``representation="selfies"`` each is written as S
 sequence of SELFIES symbols decodes to a molecule within SELFIES's valence rules) before
 tokenising, and decoded back to SMILES.
 
-A molecule holding a token outside the vocabulary cannot be encoded: :meth:`MoleculeCodec.encode`
-raises :class:`UserError` naming it, rather than mapping the token to ``<unk>`` and quietly
-scoring or reconstructing a different molecule.
+A molecule is tokenised as it is given. When one of its tokens is outside the vocabulary (say
+the explicit hydrogen of ``[H]N=c1...``, a form some data sets keep), it is tokenised instead in
+the form the vocabulary was learned on: RDKit's canonical SMILES, explicit hydrogens removed,
+which is the same molecule. A molecule that cannot be encoded either way makes
+:meth:`MoleculeCodec.encode` raise :class:`UnencodableItem` naming it and its token, rather than
+mapping the token to ``<unk>`` and quietly scoring or reconstructing a different molecule.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,16 +24,11 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from polyvae.domain import Batch
-from polyvae.errors import UserError
-from polyvae.files import (
-    atomic_write_json,
-    atomic_write_text,
-    load_tensors,
-    read_json,
-    save_tensors,
-)
+from polyvae.errors import UnencodableItem, UserError
+from polyvae.files import atomic_write_json, atomic_write_text, read_json
 from polyvae.plugins.molecules.chemistry import canonical_smiles, randomized_smiles
 from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+from polyvae.plugins.training_set import TrainingSet
 
 # Atom-level SMILES tokens (Schwaller et al. 2019, Molecular Transformer): bracket atoms such as
 # [nH] or [C@@H] whole, the two-letter organic atoms Br and Cl, two-digit ring closures (%10).
@@ -45,7 +42,6 @@ PATTERNS = {"smiles": SMILES_PATTERN, "selfies": SELFIES_PATTERN}
 FORMAT_VERSION = 1
 CODEC_FILE = "codec.json"
 TOKENIZER_FILE = "tokenizer.json"
-TRAINING_SET_FILE = "training_set.safetensors"
 
 
 def to_sequence(smiles: str, representation: str) -> str:
@@ -79,8 +75,8 @@ def _pre_tokenizer(representation: str) -> pre_tokenizers.PreTokenizer:
 class MoleculeCodec:
     """Encodes SMILES to ``{"tokens", "lengths"}`` batches for the sequence networks and back.
 
-    It also remembers which molecules it was fitted on (as 64-bit hashes of their canonical
-    SMILES), so that generated molecules can be flagged as novel without shipping the data.
+    It also remembers which molecules it was fitted on (their canonical SMILES, as a
+    :class:`TrainingSet` of hashes), so that generated molecules can be flagged as novel.
     """
 
     def __init__(
@@ -88,12 +84,12 @@ class MoleculeCodec:
         tokenizer: Tokenizer,
         representation: str,
         augment: bool,
-        training_hashes: np.ndarray,
+        training_set: TrainingSet,
     ) -> None:
         self.tokenizer = tokenizer
         self.representation = representation
         self.augment = augment
-        self.training_hashes = training_hashes
+        self.training_set = training_set
 
     @classmethod
     def fit(
@@ -117,7 +113,7 @@ class MoleculeCodec:
             special_tokens=[(SPECIAL_TOKENS[BOS], BOS), (SPECIAL_TOKENS[EOS], EOS)],
         )
         tokenizer.enable_padding(pad_id=PAD, pad_token=SPECIAL_TOKENS[PAD])
-        return cls(tokenizer, representation, augment, np.unique(_hashes(smiles)))
+        return cls(tokenizer, representation, augment, TrainingSet.of(smiles))
 
     @classmethod
     def load(cls, directory: Path) -> MoleculeCodec:
@@ -125,14 +121,12 @@ class MoleculeCodec:
         if meta.get("format_version") != FORMAT_VERSION:
             raise UserError(f"{directory / CODEC_FILE}: unsupported molecule codec format")
         tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
-        hashes = load_tensors(directory / TRAINING_SET_FILE)["hashes"].numpy()
-        return cls(tokenizer, meta["representation"], meta["augment"], hashes)
+        training_set = TrainingSet.load(directory)
+        return cls(tokenizer, meta["representation"], meta["augment"], training_set)
 
     def save(self, directory: Path) -> None:
         atomic_write_text(directory / TOKENIZER_FILE, self.tokenizer.to_str(pretty=True))
-        save_tensors(
-            directory / TRAINING_SET_FILE, {"hashes": torch.from_numpy(self.training_hashes)}
-        )
+        self.training_set.save(directory)
         atomic_write_json(
             directory / CODEC_FILE,
             {
@@ -148,24 +142,61 @@ class MoleculeCodec:
         return self.tokenizer.get_vocab_size()
 
     def encode(self, items: Sequence[str]) -> Batch:
-        """SMILES -> token ids padded to the longest, each row ``<bos> ... <eos>``."""
+        """SMILES -> token ids padded to the longest, each row ``<bos> ... <eos>``. Raises
+        :class:`UnencodableItem` naming every molecule that has no form the vocabulary covers."""
         if not items:
             return {
                 "tokens": torch.zeros(0, 2, dtype=torch.long),
                 "lengths": torch.zeros(0, dtype=torch.long),
             }
-        sequences = _sequences(items, self.representation)
-        encodings = self.tokenizer.encode_batch(sequences)
-        tokens = torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
-        unknown = (tokens == UNK).nonzero()
-        if len(unknown):
-            row, column = unknown[0].tolist()
-            start, end = encodings[row].offsets[column]
-            raise UserError(
-                f"molecule {row + 1} '{items[row]}' has the token '{sequences[row][start:end]}', "
-                "which is not in the vocabulary learned from the training data"
-            )
+        sequences, problems = _sequences_and_problems(items, self.representation)
+        tokens = self._token_ids(sequences)
+        for row in (tokens == UNK).any(dim=1).nonzero().flatten().tolist():
+            problems[row] = self._unknown_token_problem(sequences[row])
+        if problems:
+            self._normalise(items, sequences, problems)
+            if problems:
+                raise UnencodableItem(problems, items, noun="molecule")
+            tokens = self._token_ids(sequences)
         return {"tokens": tokens, "lengths": (tokens != PAD).sum(dim=1)}
+
+    def _token_ids(self, sequences: list[str]) -> torch.Tensor:
+        encodings = self.tokenizer.encode_batch(sequences)
+        return torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
+
+    def _unknown_token_problem(self, sequence: str) -> str | None:
+        """Why ``sequence`` cannot be tokenised (its first unknown token), or None."""
+        encoding = self.tokenizer.encode(sequence)
+        if UNK not in encoding.ids:
+            return None
+        start, end = encoding.offsets[encoding.ids.index(UNK)]
+        return (
+            f"has the token '{sequence[start:end]}', which is not in the vocabulary learned from "
+            "the training data"
+        )
+
+    def _normalise(
+        self, items: Sequence[str], sequences: list[str], problems: dict[int, str]
+    ) -> None:
+        """Give each molecule in ``problems`` its canonical form, the one the vocabulary was
+        learned on, where that form can be tokenised: its sequence is replaced and its problem
+        dropped. Molecules that encode as given keep their form, so their encodings (and the
+        model's outputs for them) stay as they were."""
+        for row in list(problems):
+            canonical = canonical_smiles(items[row])
+            if canonical is None or canonical == items[row]:
+                continue
+            try:
+                sequence = to_sequence(canonical, self.representation)
+            except ValueError as error:
+                problems[row] = f"cannot be written as SELFIES: {error}"
+                continue
+            problem = self._unknown_token_problem(sequence)
+            if problem:
+                problems[row] = problem
+            else:
+                sequences[row] = sequence
+                del problems[row]
 
     def encode_augmented(self, items: Sequence[str], seed: int) -> Batch:
         """The items as random SMILES (a new atom order for each ``seed``); a molecule whose
@@ -191,19 +222,31 @@ class MoleculeCodec:
     def novel(self, smiles: Sequence[str]) -> np.ndarray:
         """For each molecule, whether its canonical SMILES was absent from the fitted data."""
         canonical = [canonical_smiles(text) or text for text in smiles]
-        return ~np.isin(_hashes(canonical), self.training_hashes)
+        return self.training_set.novel(canonical)
 
 
 def _sequences(smiles: Sequence[str], representation: str) -> list[str]:
-    sequences = []
+    """What is tokenised for each molecule; raises UnencodableItem for those SELFIES cannot
+    write."""
+    sequences, problems = _sequences_and_problems(smiles, representation)
+    if problems:
+        raise UnencodableItem(problems, smiles, noun="molecule")
+    return sequences
+
+
+def _sequences_and_problems(
+    smiles: Sequence[str], representation: str
+) -> tuple[list[str], dict[int, str]]:
+    """What is tokenised for each molecule ("" where SELFIES cannot write it), and why not, by
+    position, for those."""
+    sequences, problems = [], {}
     for index, item in enumerate(smiles):
         try:
             sequences.append(to_sequence(item, representation))
         except ValueError as error:
-            raise UserError(
-                f"molecule {index + 1} '{item}' cannot be written as SELFIES: {error}"
-            ) from None
-    return sequences
+            sequences.append("")
+            problems[index] = f"cannot be written as SELFIES: {error}"
+    return sequences, problems
 
 
 def _selfies_to_smiles(text: str) -> str:
@@ -211,17 +254,3 @@ def _selfies_to_smiles(text: str) -> str:
         return selfies.decoder(text)
     except selfies.DecoderError:
         return text
-
-
-def _hashes(smiles: Sequence[str]) -> np.ndarray:
-    """One 64-bit hash per string. Stored for the 1.6M MOSES molecules they take 13 MB, and a
-    novel molecule is taken for a known one with a chance under 1e-13."""
-    return np.array(
-        [
-            int.from_bytes(
-                hashlib.blake2b(text.encode(), digest_size=8).digest(), "little", signed=True
-            )
-            for text in smiles
-        ],
-        dtype=np.int64,
-    )

@@ -10,13 +10,19 @@ Three tokenizers, each lossless (decoding a text's tokens gives the text back):
 - ``char``: one token per character; characters outside the vocabulary become ``<unk>``.
 
 The special tokens of :mod:`polyvae.plugins.sequence` come first, so their ids match the networks'.
+
+The codec also keeps the fitted texts as a :class:`TrainingSet` of hashes, so that ``polyvae
+sample`` can say how many generated texts are novel. Runs saved before it did have no such file:
+their codec's ``novel`` is None, and no novelty is reported for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import (
     Regex,
@@ -33,6 +39,7 @@ from polyvae.domain import Batch
 from polyvae.errors import UserError
 from polyvae.files import atomic_write_json, atomic_write_text, read_json
 from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+from polyvae.plugins.training_set import TrainingSet
 
 TOKENIZERS = ("bpe", "word", "char")
 FORMAT_VERSION = 1
@@ -70,13 +77,21 @@ class TextCodec:
     """Encodes texts to ``{"tokens", "lengths"}`` batches for the sequence networks and back.
 
     ``max_tokens`` is the most tokens of any fitted text (``<bos>``/``<eos>`` not counted): the
-    decoder generates at most that many by default.
+    decoder generates at most that many by default. ``training_set`` holds the fitted texts'
+    hashes (None for runs saved without them).
     """
 
-    def __init__(self, tokenizer: Tokenizer, kind: str, max_tokens: int) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        kind: str,
+        max_tokens: int,
+        training_set: TrainingSet | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.kind = kind
         self.max_tokens = max_tokens
+        self.training_set = training_set
 
     @classmethod
     def fit(cls, texts: Sequence[str], kind: str = "bpe", vocab_size: int = 8000) -> TextCodec:
@@ -90,7 +105,7 @@ class TextCodec:
             special_tokens=[(SPECIAL_TOKENS[BOS], BOS), (SPECIAL_TOKENS[EOS], EOS)],
         )
         tokenizer.enable_padding(pad_id=PAD, pad_token=SPECIAL_TOKENS[PAD])
-        codec = cls(tokenizer, kind, 0)
+        codec = cls(tokenizer, kind, 0, TrainingSet.of([normal_form(text) for text in texts]))
         codec.max_tokens = max((len(row) for row in codec.token_ids(texts)), default=0)
         return codec
 
@@ -100,10 +115,13 @@ class TextCodec:
         if meta.get("format_version") != FORMAT_VERSION:
             raise UserError(f"{directory / CODEC_FILE}: unsupported text codec format")
         tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
-        return cls(tokenizer, meta["tokenizer"], meta["max_tokens"])
+        training_set = TrainingSet.load(directory) if TrainingSet.saved_in(directory) else None
+        return cls(tokenizer, meta["tokenizer"], meta["max_tokens"], training_set)
 
     def save(self, directory: Path) -> None:
         atomic_write_text(directory / TOKENIZER_FILE, self.tokenizer.to_str(pretty=True))
+        if self.training_set is not None:
+            self.training_set.save(directory)
         atomic_write_json(
             directory / CODEC_FILE,
             {
@@ -142,3 +160,16 @@ class TextCodec:
             end = row.index(EOS) if EOS in row else len(row)
             rows.append([token for token in row[:end] if token not in (PAD, BOS)])
         return self.tokenizer.decode_batch(rows, skip_special_tokens=False)
+
+    @property
+    def novel(self) -> Callable[[Sequence[str]], np.ndarray] | None:
+        """``novel(texts)``: for each text, whether its normal form was absent from the fitted
+        texts; None when the run kept no training set (so callers report no novelty)."""
+        if self.training_set is None:
+            return None
+        return lambda texts: self.training_set.novel([normal_form(text) for text in texts])
+
+
+def normal_form(text: str) -> str:
+    """A text as the reader gives it (Unicode NFC, stripped): how texts are compared."""
+    return unicodedata.normalize("NFC", str(text)).strip()

@@ -17,9 +17,9 @@ from rdkit import Chem
 
 import polyvae.plugins.molecules as molecules_plugin
 from polyvae.device import int8_products
-from polyvae.errors import UserError
+from polyvae.errors import UnencodableItem, UserError
 from polyvae.plugins.molecules import chemistry
-from polyvae.plugins.molecules.codec import MoleculeCodec
+from polyvae.plugins.molecules.codec import MoleculeCodec, to_sequence
 from polyvae.plugins.molecules.domain import MoleculesDomain
 from polyvae.plugins.sequence import (
     BOS,
@@ -216,6 +216,33 @@ def test_a_token_outside_the_vocabulary_is_a_user_error_naming_it():
     codec = MoleculeCodec.fit(["CCO", "c1ccccc1"], "smiles")
     with pytest.raises(UserError, match=r"molecule 2 'C\[Se\]C' has the token '\[Se\]'"):
         codec.encode(["CCO", "C[Se]C"])
+
+
+# A MOSES test molecule written with an explicit hydrogen, which RDKit's canonical form drops.
+EXPLICIT_HYDROGEN = "[H]N=c1n(CCCOc2ccccc2)c2ccccc2n1CC(C)C"
+
+
+@pytest.mark.parametrize("representation", ["smiles", "selfies"])
+def test_a_molecule_is_encoded_in_the_form_the_vocabulary_was_learned_on(representation):
+    canonical = chemistry.canonical_smiles(EXPLICIT_HYDROGEN)
+    assert "[H]" not in canonical
+    codec = MoleculeCodec.fit([canonical, "CCO"], representation)
+    plain = codec.encode(["CCO", canonical])
+    assert torch.equal(codec.encode(["CCO", EXPLICIT_HYDROGEN])["tokens"], plain["tokens"])
+    # A molecule that encodes as given keeps its own form, though it is not the canonical one.
+    as_given = codec.tokenizer.encode(to_sequence("OCC", representation)).ids
+    assert codec.encode(["OCC"])["tokens"][0].tolist() == as_given
+
+
+def test_molecules_no_form_can_encode_are_all_named_by_position():
+    codec = MoleculeCodec.fit(["CCO", "c1ccccc1"], "smiles")
+    with pytest.raises(UnencodableItem) as caught:
+        codec.encode(["CCO", "C[Se]C", "c1ccccc1", "[2H]C", "O[Se]c1ccccc1"])
+    error = caught.value
+    assert (error.index, error.item) == (1, "C[Se]C")
+    assert list(error.reasons) == [1, 3, 4]
+    assert "'[2H]'" in error.reasons[3]  # an isotope is kept: dropping it changes the molecule
+    assert str(error).endswith("(and 2 others that cannot be encoded)")
 
 
 def test_augmented_encoding_writes_the_same_molecules_differently():

@@ -6,10 +6,12 @@ import csv
 import os
 import subprocess
 
+import torch
 from conftest import polyvae_command
 
 import polyvae
 from polyvae.plugins.molecules import chemistry
+from polyvae.plugins.sequence import PAD
 from polyvae.registry import reset_registry
 
 
@@ -40,3 +42,28 @@ def test_installed_command_samples_the_bundled_model(tmp_path):
     assert len(rows) == 20
     assert {"smiles", "valid", "novel", "mw", "logp", "qed", "sa", "lipinski"} <= set(rows[0])
     assert all(row["novel"] in ("true", "false") for row in rows)
+
+
+def test_bundled_model_encodes_moses_test_molecules_written_with_explicit_hydrogens():
+    from polyvae.plugins.molecules.codec import to_sequence
+    from polyvae.plugins.molecules.metrics import bundled_smiles
+
+    reset_registry(None)
+    model = polyvae.load("molecules")
+    written_with_hydrogen = "[H]N=c1n(CCCOc2ccccc2)c2ccccc2n1CC(C)C"
+    canonical = chemistry.canonical_smiles(written_with_hydrogen)
+    assert model.reconstruct([written_with_hydrogen]) == model.reconstruct([canonical])
+
+    test_set = bundled_smiles("test")
+    with_hydrogens = [smiles for smiles in test_set if "[H]" in smiles]
+    molecules = test_set[:1000] + with_hydrogens
+    batch = model.codec.encode(molecules)  # raised at the first '[H]' before
+    assert model.encode(molecules).shape == (len(molecules), model.latent_dim)
+    # Molecules that encoded as given still do, token for token: the model's outputs for them
+    # stay as they were.
+    as_given = model.codec.tokenizer.encode_batch(
+        [to_sequence(smiles, model.codec.representation) for smiles in test_set[:1000]]
+    )
+    plain = torch.tensor([encoding.ids for encoding in as_given])
+    assert torch.equal(batch["tokens"][:1000, : plain.shape[1]], plain)
+    assert (batch["tokens"][:1000, plain.shape[1] :] == PAD).all()

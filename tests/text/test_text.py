@@ -7,11 +7,13 @@ import json
 import math
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from polyvae.cli.commands.sample import Summary
 from polyvae.errors import ConfigError, UserError
 from polyvae.plugins.sequence import BOS, EOS, PAD
 from polyvae.plugins.text.codec import TextCodec
@@ -128,8 +130,35 @@ def test_codec_round_trips_and_reloads(kind, tmp_path):
     assert codec.decode(batch) == texts
     assert codec.max_tokens == int(batch["lengths"].max()) - 2
     codec.save(tmp_path)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["codec.json", "tokenizer.json"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "codec.json",
+        "tokenizer.json",
+        "training_set.safetensors",
+    ]
     assert torch.equal(TextCodec.load(tmp_path).encode(texts)["tokens"], batch["tokens"])
+
+
+def test_codec_tells_novel_texts_in_their_normal_form(tmp_path):
+    codec = TextCodec.fit(SENTENCES, "char")
+    decomposed = "Cafe\u0301 au lait"  # NFD: the reader would have stored it as NFC
+    codec.save(tmp_path)
+    for known in (codec, TextCodec.load(tmp_path)):
+        novel = known.novel([SENTENCES[0], f"  {SENTENCES[1]} ", "the cat sat", decomposed])
+        assert novel.tolist() == [False, False, True, True]
+    with_cafe = TextCodec.fit([*SENTENCES, "Caf\u00e9 au lait"], "char")
+    assert with_cafe.novel([decomposed]).tolist() == [False]
+
+    summary = Summary(SimpleNamespace(domain=TextDomain(), codec=codec))
+    summary.add([SENTENCES[0], SENTENCES[0], "a new text", "another new text"])
+    assert summary.line() == "sampled 4 items: 75.0% unique, 50.0% novel"
+
+
+def test_runs_saved_without_their_training_texts_report_no_novelty():
+    bundled = TextCodec.load(TextDomain().pretrained() / "codec")  # saved before texts were kept
+    assert bundled.novel is None
+    summary = Summary(SimpleNamespace(domain=TextDomain(), codec=bundled))
+    summary.add(["a text", "a text"])
+    assert summary.line() == "sampled 2 items: 50.0% unique"
 
 
 def test_unknown_words_become_unk_and_bpe_has_none():
