@@ -12,18 +12,36 @@ from __future__ import annotations
 
 import abc
 import difflib
+import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-from torch import Tensor, nn
 
 from polyvae.config import Option, resolve_config, schema_for
 from polyvae.errors import UserError
 
-Batch = dict[str, Tensor]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from polyvae.networks import Decoder, Encoder
+
+# The tensor type is named, not imported: listing and configuring domains loads no torch.
+Batch = dict[str, "Tensor"]
+
+# The network bases import torch, so they load when first asked for (see __getattr__).
+_NETWORK_BASES = ("Encoder", "Decoder")
+
+
+def __getattr__(name: str) -> Any:
+    """``polyvae.domain.Encoder`` and ``.Decoder``: the bases in :mod:`polyvae.networks`."""
+    if name not in _NETWORK_BASES:
+        raise AttributeError(f"module 'polyvae.domain' has no attribute {name!r}")
+    value = getattr(importlib.import_module("polyvae.networks"), name)
+    globals()[name] = value
+    return value
 
 
 @dataclass
@@ -85,30 +103,6 @@ class Codec(Protocol):
     # Optional: a codec with a true ``augment`` attribute and an
     # ``encode_augmented(items, seed) -> Batch`` method gets the training items re-encoded with it
     # at the start of every epoch (random SMILES, say), seeded by the run's seed and the epoch.
-
-
-class Encoder(nn.Module):
-    """Maps a batch to features of shape ``(batch, feature_dim)``; the engine adds the posterior."""
-
-    feature_dim: int
-
-    def forward(self, batch: Batch) -> Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class Decoder(nn.Module):
-    """Owns the likelihood p(x | z). ``z`` has the size given to :meth:`Domain.build`."""
-
-    def log_prob(self, batch: Batch, z: Tensor) -> Tensor:  # pragma: no cover - interface
-        """log p(x | z) per item, shape ``(batch,)``, summed over the item's dimensions/tokens."""
-        raise NotImplementedError
-
-    def generate(
-        self, z: Tensor, temperature: float = 1.0, **options: Any
-    ) -> Batch:  # pragma: no cover - interface
-        """Decode ``z`` into a batch the codec can decode. ``temperature=0`` is the most likely
-        output (greedy tokens, the mean image); higher values sample more freely."""
-        raise NotImplementedError
 
 
 class Domain(abc.ABC):

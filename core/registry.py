@@ -121,7 +121,7 @@ class Registry:
             self._register_domains_of(self._unregistered.pop(0))
 
     def _register_domains_of(self, name: str) -> None:
-        from polyvae.domain import Domain  # imports torch
+        from polyvae.domain import Domain
 
         info = self._plugins[name]
         impl = _own_impl(self.manager.hook.register_domains, name)
