@@ -1,6 +1,6 @@
 """GRU networks over token sequences, shared by the sequence domains (molecules, texts): the
-options that size them (:func:`network_options`) and the encoder and decoder built from those
-options (:func:`build_networks`).
+encoder and decoder built (:func:`build_networks`) from the options that size them
+(:func:`polyvae.plugins.sequence_options.network_options`).
 
 A batch is ``{"tokens": LongTensor (N, L), "lengths": LongTensor (N,)}``: each row starts with
 ``<bos>``, ends with ``<eos>`` and is padded with ``<pad>`` up to the batch's width; ``lengths``
@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from polyvae.config import Option
 from polyvae.device import int8_products_enabled
 from polyvae.domain import Batch, Decoder, Encoder
 
@@ -328,41 +327,7 @@ def choose_tokens(logits: Tensor, temperature: float, top_k: int = 0, top_p: flo
     return torch.multinomial(logits.softmax(dim=-1), 1).squeeze(1)
 
 
-# --- the networks' options and construction, as the sequence domains declare them -----------------
-
-
-def network_options(
-    *,
-    max_length: int,
-    max_length_help: str,
-    embedding_dim: int,
-    encoder_hidden: int,
-    decoder_hidden: int,
-    decoder_layers: int,
-) -> tuple[Option, ...]:
-    """The options :func:`build_networks` reads, with a domain's defaults. ``max_length`` counts
-    what the domain's reader counts (tokens, words), so the domain words its help."""
-    return (
-        Option("max_length", max_length, max_length_help, minimum=1),
-        Option("embedding_dim", embedding_dim, "size of the token embeddings", minimum=1),
-        Option(
-            "encoder_hidden",
-            encoder_hidden,
-            "units per direction of each encoder GRU layer",
-            minimum=1,
-        ),
-        Option("encoder_layers", 1, "encoder GRU layers", minimum=1),
-        Option("encoder_bidirectional", True, "read the tokens in both directions"),
-        Option("decoder_hidden", decoder_hidden, "units of each decoder GRU layer", minimum=1),
-        Option("decoder_layers", decoder_layers, "decoder GRU layers", minimum=1),
-        Option(
-            "word_dropout",
-            0.0,
-            "share of decoder input tokens replaced by <unk> in training (Bowman et al. 2016)",
-            minimum=0.0,
-            maximum=1.0,
-        ),
-    )
+# --- the networks' construction from their options (polyvae.plugins.sequence_options) ------------
 
 
 def build_networks(
@@ -372,8 +337,9 @@ def build_networks(
     max_tokens: int,
     decoder_class: type[SequenceDecoder] = SequenceDecoder,
 ) -> tuple[SequenceEncoder, SequenceDecoder]:
-    """The encoder and a ``decoder_class`` decoder, sized by the :func:`network_options` in
-    ``config``; the decoder generates at most ``max_tokens`` tokens an item."""
+    """The encoder and a ``decoder_class`` decoder, sized by the options of
+    :func:`~polyvae.plugins.sequence_options.network_options` in ``config``; the decoder generates
+    at most ``max_tokens`` tokens an item."""
     encoder = SequenceEncoder(
         vocab_size,
         config["embedding_dim"],

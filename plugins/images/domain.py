@@ -11,33 +11,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from polyvae.config import Option
 from polyvae.domain import Batch, Domain, Panel, ReadReport
 from polyvae.errors import UserError
-from polyvae.plugins.images.codec import ImageCodec
-from polyvae.plugins.images.likelihoods import BINARIZE, LIKELIHOODS, make_likelihood
-from polyvae.plugins.images.metrics import (
-    fid_kid,
-    inception_weights_path,
-    missing_weights_message,
-    reconstruction_errors,
-)
-from polyvae.plugins.images.networks import ConvDecoder, ConvEncoder
-from polyvae.plugins.images.reader import (
-    Image,
-    ImageFormat,
-    TorchvisionSource,
-    read_image_file,
-    read_images,
-)
-from polyvae.plugins.images.writers import grid_png, write_array, write_each, write_grid
+from polyvae.plugins.images.choices import BINARIZE, LIKELIHOODS
 from polyvae.plugins.shared import bundled_run, label_properties
+
+# The pieces below import torch and torchvision: each method imports what it uses, so that
+# listing the plugins (which creates the domain) loads neither.
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from polyvae.plugins.images.codec import ImageCodec
+    from polyvae.plugins.images.networks import ConvDecoder, ConvEncoder
+    from polyvae.plugins.images.reader import Image
 
 # Sized for one CPU core: 28x28 Fashion-MNIST at about 180 images a second on one thread, so
 # 24 epochs of 16k images fit the 40-minute limit.
@@ -125,6 +116,8 @@ class ImagesDomain(Domain):
     # --- data ----------------------------------------------------------------------------------
 
     def read(self, source: str | Path, config: Mapping[str, Any]) -> tuple[list[Image], ReadReport]:
+        from polyvae.plugins.images.reader import ImageFormat, TorchvisionSource, read_images
+
         form = ImageFormat(size=config["size"], channels=config["channels"], crop=config["crop"])
         torchvision = TorchvisionSource(
             root=config["torchvision_root"], split=config["split"], download=config["download"]
@@ -133,6 +126,8 @@ class ImagesDomain(Domain):
 
     def parse_item(self, text: str) -> Image:
         """A path to an image file."""
+        from polyvae.plugins.images.reader import read_image_file
+
         return read_image_file(text)
 
     def format_item(self, item: Image) -> str:
@@ -150,6 +145,8 @@ class ImagesDomain(Domain):
     ) -> Path:
         """A grid (``.png``/``.jpg``), one file per image (``each``: ``0000.png``, ... in the
         folder ``path`` names without its suffix) or an array (``.npy``); returns what it wrote."""
+        from polyvae.plugins.images.writers import write_array, write_each, write_grid
+
         path = Path(path)
         if path.suffix.lower() == ".npy":
             if each:
@@ -164,14 +161,21 @@ class ImagesDomain(Domain):
     # --- model ---------------------------------------------------------------------------------
 
     def fit_codec(self, items: Sequence[Image], config: Mapping[str, Any]) -> ImageCodec:
+        from polyvae.plugins.images.codec import ImageCodec
+
         return ImageCodec.fit(items, config["crop"])
 
     def load_codec(self, directory: Path, config: Mapping[str, Any]) -> ImageCodec:
+        from polyvae.plugins.images.codec import ImageCodec
+
         return ImageCodec.load(directory)
 
     def build(
         self, config: Mapping[str, Any], codec: ImageCodec, latent_dim: int
     ) -> tuple[ConvEncoder, ConvDecoder]:
+        from polyvae.plugins.images.likelihoods import make_likelihood
+        from polyvae.plugins.images.networks import ConvDecoder, ConvEncoder
+
         if config["binarize"] != "none" and config["likelihood"] != "bernoulli":
             raise UserError("binarize applies to likelihood=bernoulli only")
         likelihood = make_likelihood(
@@ -189,6 +193,12 @@ class ImagesDomain(Domain):
     ) -> dict[str, float]:
         """FID and KID against the reference images when Inception-v3's weights are on disk
         (see :mod:`polyvae.plugins.images.metrics`); otherwise a note on stderr and nothing."""
+        from polyvae.plugins.images.metrics import (
+            fid_kid,
+            inception_weights_path,
+            missing_weights_message,
+        )
+
         if not generated or len(reference) < 2:
             return {}
         if inception_weights_path() is None:
@@ -206,6 +216,8 @@ class ImagesDomain(Domain):
     ) -> dict[str, float]:
         """Per-pixel squared and absolute error (on [0, 1]) and PSNR of the mean images decoded
         from the posterior means."""
+        from polyvae.plugins.images.metrics import reconstruction_errors
+
         if not originals:
             return {}
         shape = reconstructions[0].pixels.shape if reconstructions else None
@@ -213,6 +225,8 @@ class ImagesDomain(Domain):
         return reconstruction_errors(originals, list(reconstructions))
 
     def unit_counts(self, batch: Batch) -> Tensor:
+        import torch
+
         pixels = batch["pixels"]
         return torch.full((len(pixels),), float(pixels[0].numel() if len(pixels) else 0))
 
@@ -228,6 +242,7 @@ class ImagesDomain(Domain):
         """Prior samples, reconstructions, interpolation strips and latent traversals: the grids
         of ``polyvae sample`` and ``polyvae images ...``."""
         from polyvae.plugins.images.commands import side_by_side, strongest_dimensions, traversals
+        from polyvae.plugins.images.writers import grid_png
 
         per_row = 8
         originals = [model.codec.conform(image) for image in items[:16]]

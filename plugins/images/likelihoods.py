@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LIKELIHOODS = ("bernoulli", "gaussian", "logistic")
-BINARIZE = ("none", "dynamic", "threshold")
+from polyvae.plugins.images.choices import LIKELIHOODS
+
 HALF_BIN = 1.0 / 255.0  # half the width of an 8-bit bin on [-1, 1]
 LOG_HALF_RANGE = math.log(127.5)  # [-1, 1] -> 0..255 units
 MIN_LOG_SCALE = -7.0

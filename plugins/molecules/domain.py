@@ -6,25 +6,23 @@ import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import Tensor
 
 from polyvae.config import Option
 from polyvae.domain import Batch, Domain, Panel, ReadReport
 from polyvae.errors import UserError
-from polyvae.plugins.molecules import chemistry, writers
-from polyvae.plugins.molecules.codec import MoleculeCodec, sequence_problem
-from polyvae.plugins.molecules.reader import read_smiles
-from polyvae.plugins.sequence import (
-    SequenceDecoder,
-    SequenceEncoder,
-    build_networks,
-    network_options,
-    predicted_tokens,
-)
+from polyvae.plugins.sequence_options import network_options
 from polyvae.plugins.shared import bundled_run
+
+# The pieces below import torch and RDKit: each method imports what it uses, so that listing the
+# plugins (which creates the domain) loads neither.
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from polyvae.plugins.molecules.codec import MoleculeCodec
+    from polyvae.plugins.sequence import SequenceDecoder, SequenceEncoder
 
 # The MOSES VAE (Polykovskiy et al. 2020), as configured in molsets 0.3.1 (moses/vae/config.py,
 # trainer.py): a one-layer 256-unit GRU encoder (one direction), a 3-layer 512-unit GRU decoder,
@@ -175,6 +173,9 @@ class MoleculesDomain(Domain):
     # --- data ----------------------------------------------------------------------------------
 
     def read(self, source: str | Path, config: Mapping[str, Any]) -> tuple[list[str], ReadReport]:
+        from polyvae.plugins.molecules.codec import sequence_problem
+        from polyvae.plugins.molecules.reader import read_smiles
+
         check = functools.partial(
             sequence_problem,
             representation=config["representation"],
@@ -183,12 +184,16 @@ class MoleculesDomain(Domain):
         return read_smiles(source, config["column"], check)
 
     def parse_item(self, text: str) -> str:
+        from polyvae.plugins.molecules import chemistry
+
         smiles = chemistry.canonical_smiles(text)
         if smiles is None:
             raise UserError(f"'{text}': {chemistry.diagnose(text)}")
         return smiles
 
     def is_valid(self, item: str) -> bool:
+        from polyvae.plugins.molecules import chemistry
+
         return chemistry.parse(item) is not None
 
     def write(
@@ -201,6 +206,8 @@ class MoleculesDomain(Domain):
         """See :func:`writers.write`; with the run's ``codec``, molecules are flagged novel when
         they were not in its training data. ``jobs``: processes for the RDKit work (0: the
         writer's default)."""
+        from polyvae.plugins.molecules import writers
+
         novel = None if codec is None else codec.novel
         writers.write(items, path, novel=novel, n_jobs=jobs or None)
 
@@ -212,20 +219,28 @@ class MoleculesDomain(Domain):
         jobs: int = 0,
     ) -> None:
         """:meth:`write`, one chunk in memory at a time (see :func:`writers.write_stream`)."""
+        from polyvae.plugins.molecules import writers
+
         novel = None if codec is None else codec.novel
         writers.write_stream(chunks, path, novel=novel, n_jobs=jobs or None)
 
     # --- model ---------------------------------------------------------------------------------
 
     def fit_codec(self, items: Sequence[str], config: Mapping[str, Any]) -> MoleculeCodec:
+        from polyvae.plugins.molecules.codec import MoleculeCodec
+
         return MoleculeCodec.fit(items, config["representation"], config["augment"], config["seed"])
 
     def load_codec(self, directory: Path, config: Mapping[str, Any]) -> MoleculeCodec:
+        from polyvae.plugins.molecules.codec import MoleculeCodec
+
         return MoleculeCodec.load(directory)
 
     def build(
         self, config: Mapping[str, Any], codec: MoleculeCodec, latent_dim: int
     ) -> tuple[SequenceEncoder, SequenceDecoder]:
+        from polyvae.plugins.sequence import build_networks
+
         return build_networks(config, codec.vocab_size, latent_dim, config["max_length"])
 
     # --- quality and properties ----------------------------------------------------------------
@@ -247,6 +262,8 @@ class MoleculesDomain(Domain):
         self, originals: Sequence[str], reconstructions: Sequence[str]
     ) -> dict[str, float]:
         """``reconstruction_exact``: share decoded back to the same canonical SMILES."""
+        from polyvae.plugins.molecules import chemistry
+
         if not originals:
             return {}
         same = sum(
@@ -256,12 +273,18 @@ class MoleculesDomain(Domain):
         return {"reconstruction_exact": same / len(originals)}
 
     def unit_counts(self, batch: Batch) -> Tensor:
+        from polyvae.plugins.sequence import predicted_tokens
+
         return predicted_tokens(batch)
 
     def property_names(self) -> list[str]:
+        from polyvae.plugins.molecules import chemistry
+
         return chemistry.property_names()
 
     def properties(self, items: Sequence[str], names: Sequence[str]) -> np.ndarray:
+        from polyvae.plugins.molecules import chemistry
+
         return chemistry.properties(items, names)
 
     def pretrained(self) -> Path | None:
@@ -270,6 +293,8 @@ class MoleculesDomain(Domain):
     def gallery(self, model: Any, items: Sequence[str], seed: int) -> list[Panel]:
         """Drawings of sampled molecules with their properties, and of the interpolation
         between two held-out molecules."""
+        from polyvae.plugins.molecules import chemistry, writers
+
         sampled = model.sample(GALLERY_SAMPLES, seed=seed)
         valid = sum(chemistry.parse(text) is not None for text in sampled)
         path = model.interpolate(items[0], items[1], steps=INTERPOLATION_STEPS)
@@ -291,6 +316,8 @@ class MoleculesDomain(Domain):
 
 
 def _legends(smiles: Sequence[str]) -> list[str]:
+    from polyvae.plugins.molecules import chemistry
+
     values = chemistry.properties(smiles, ["mw", "logp", "qed", "sa"])
     return [
         "invalid"

@@ -18,8 +18,7 @@ from torch import Tensor
 
 from polyvae.domain import Batch
 from polyvae.plugins.sequence import BOS, EOS, PAD, UNK, SequenceDecoder
-
-STRATEGIES = ("sample", "greedy", "beam")
+from polyvae.plugins.text.choices import STRATEGIES
 
 
 class TextDecoder(SequenceDecoder):

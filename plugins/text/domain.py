@@ -11,25 +11,25 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import Tensor
 
 from polyvae.config import Option
 from polyvae.domain import Batch, Domain, ReadReport
 from polyvae.errors import ConfigError, UserError
-from polyvae.plugins.sequence import (
-    SequenceEncoder,
-    build_networks,
-    network_options,
-    predicted_tokens,
-)
+from polyvae.plugins.sequence_options import network_options
 from polyvae.plugins.shared import bundled_run, label_properties
-from polyvae.plugins.text.codec import TOKENIZERS, TextCodec
-from polyvae.plugins.text.decoding import STRATEGIES, TextDecoder
-from polyvae.plugins.text.metrics import reconstruction_metrics, text_metrics
-from polyvae.plugins.text.reader import TextFormat, read_texts
+from polyvae.plugins.text.choices import STRATEGIES, TOKENIZERS
+
+# The pieces below import torch, tokenizers and sacrebleu: each method imports what it uses, so
+# that listing the plugins (which creates the domain) loads none of them.
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from polyvae.plugins.sequence import SequenceEncoder
+    from polyvae.plugins.text.codec import TextCodec
+    from polyvae.plugins.text.decoding import TextDecoder
 
 # Against posterior collapse, where the decoder learns to ignore z (Bowman et al. 2016): a KL
 # warm-up, and free bits (Kingma et al. 2016), which stop penalising a latent dimension's KL below
@@ -122,6 +122,8 @@ class TextDomain(Domain):
     # --- data ----------------------------------------------------------------------------------
 
     def read(self, source: str | Path, config: Mapping[str, Any]) -> tuple[list[str], ReadReport]:
+        from polyvae.plugins.text.reader import TextFormat, read_texts
+
         form = TextFormat(
             column=config["column"],
             label_column=config["label_column"],
@@ -143,14 +145,21 @@ class TextDomain(Domain):
     # --- model ---------------------------------------------------------------------------------
 
     def fit_codec(self, items: Sequence[str], config: Mapping[str, Any]) -> TextCodec:
+        from polyvae.plugins.text.codec import TextCodec
+
         return TextCodec.fit(items, config["tokenizer"], config["vocab_size"])
 
     def load_codec(self, directory: Path, config: Mapping[str, Any]) -> TextCodec:
+        from polyvae.plugins.text.codec import TextCodec
+
         return TextCodec.load(directory)
 
     def build(
         self, config: Mapping[str, Any], codec: TextCodec, latent_dim: int
     ) -> tuple[SequenceEncoder, TextDecoder]:
+        from polyvae.plugins.sequence import build_networks
+        from polyvae.plugins.text.decoding import TextDecoder
+
         # max_length counts words, the decoder tokens: it generates up to the longest training
         # text's.
         max_tokens = max(codec.max_tokens, 1)
@@ -163,6 +172,8 @@ class TextDomain(Domain):
     ) -> dict[str, float]:
         """Diversity and novelty (see :mod:`polyvae.plugins.text.metrics`); the held-out
         reference texts are not needed."""
+        from polyvae.plugins.text.metrics import text_metrics
+
         return text_metrics([str(text) for text in generated], [str(text) for text in training])
 
     def reconstruction_metrics(
@@ -170,11 +181,15 @@ class TextDomain(Domain):
     ) -> dict[str, float]:
         """Corpus BLEU and chrF (sacrebleu, 0-100) of the reconstructions and the share rebuilt
         exactly (see :mod:`polyvae.plugins.text.metrics`)."""
+        from polyvae.plugins.text.metrics import reconstruction_metrics
+
         return reconstruction_metrics(
             [str(text) for text in originals], [str(text) for text in reconstructions]
         )
 
     def unit_counts(self, batch: Batch) -> Tensor:
+        from polyvae.plugins.sequence import predicted_tokens
+
         return predicted_tokens(batch)
 
     def properties(self, items: Sequence[str], names: Sequence[str]) -> np.ndarray:
