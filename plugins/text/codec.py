@@ -39,9 +39,9 @@ from polyvae.domain import Batch
 from polyvae.errors import UserError
 from polyvae.files import atomic_write_json, atomic_write_text, read_json
 from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+from polyvae.plugins.text.choices import TOKENIZERS
 from polyvae.plugins.training_set import TrainingSet
 
-TOKENIZERS = ("bpe", "word", "char")
 FORMAT_VERSION = 1
 CODEC_FILE = "codec.json"
 TOKENIZER_FILE = "tokenizer.json"
