@@ -73,3 +73,23 @@ def test_python_m_polyvae_is_the_polyvae_command():
         [sys.executable, "-m", "polyvae", "--version"], capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout.startswith("polyvae, version ")
+
+
+def test_listing_plugins_registers_every_domain_without_torch_rdkit_or_torchvision():
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from polyvae.cli import build_cli;"
+            " build_cli().main(['plugins'], standalone_mode=False);"
+            " print(sorted({name.split('.')[0] for name in sys.modules}"
+            " & {'torch', 'torchvision', 'rdkit'}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    *table, heavy = listed.stdout.strip().splitlines()
+    assert heavy == "[]"
+    statuses = {row.split()[0]: row.split()[-1] for row in table[2:]}  # under the header
+    assert {statuses.get(name) for name in ("images", "molecules", "text")} == {"ok"}
