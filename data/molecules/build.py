@@ -16,6 +16,12 @@ It writes, next to itself (or to --out):
     test_counts.json.gz  packed Morgan fingerprints, properties; BRICS fragment and scaffold counts
     manifest.json        the wheel's SHA-256, the sampling seed, tool versions and file hashes
 
+With --full-train FILE it writes only FILE: the whole MOSES training set (1,584,663 SMILES) in
+the seeded random order, for training the bundled default (docs/molecules.md); it is not bundled.
+
+    python data/molecules/build.py /tmp/molsets/molsets-0.3.1-py3-none-any.whl \
+        --full-train moses_train.smi.gz
+
 The SMILES files are byte-for-byte reproducible; the statistics depend on the RDKit and
 fcd_torch versions (recorded in the manifest). They took 50 minutes on a (shared) two-core
 machine, most of it ChemNet; --device cuda is much faster.
@@ -75,17 +81,28 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the training sample")
     parser.add_argument("--n-jobs", type=int, default=None, help="processes for RDKit work")
     parser.add_argument("--device", default="cpu", help="torch device for ChemNet")
+    parser.add_argument(
+        "--full-train",
+        type=Path,
+        metavar="FILE",
+        help="write only the whole training set, shuffled with --seed, to FILE and stop",
+    )
     args = parser.parse_args()
 
     data = args.wheel.read_bytes()
     if sha256(data) != WHEEL_SHA256:
         sys.exit(f"{args.wheel}: SHA-256 differs from molsets 0.3.1's ({WHEEL_SHA256})")
-    args.out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, bytes] = {}
     with zipfile.ZipFile(args.wheel) as wheel:
         train = read_smiles_csv(wheel, TRAIN_MEMBER)
+        if args.full_train:
+            # The file is not in random order: shuffle so that any prefix is a random sample.
+            order = np.random.default_rng(args.seed).permutation(len(train))
+            write_smiles(args.full_train, [train[i] for i in order])
+            print(f"{args.full_train}: all {len(train)} training SMILES", file=sys.stderr)
+            return
         test = read_smiles_csv(wheel, TEST_MEMBER)
-        files["mcf.csv"] = wheel.read(MCF_MEMBER)
+        files: dict[str, bytes] = {"mcf.csv": wheel.read(MCF_MEMBER)}
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mcf.csv").write_bytes(files["mcf.csv"])
 
     chosen = np.random.default_rng(args.seed).permutation(len(train))[: args.train_size]
