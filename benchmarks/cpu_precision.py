@@ -86,7 +86,7 @@ def speed(args: argparse.Namespace) -> dict:
     def train_step(context) -> None:
         with context():
             terms = vae(batch, None)
-        loss = -(terms["log_px"] - terms["kl_per_dim"].sum(-1)).mean()
+        loss = -(terms.log_px - terms.kl_per_dim.sum(-1)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -96,8 +96,8 @@ def run_polyvae(args: argparse.Namespace) -> dict:
     import torch
 
     import polyvae
+    from polyvae.callbacks import Callback
     from polyvae.plugins.molecules.domain import MOSES_PRESET
-    from polyvae.trainer import Callback
 
     torch.set_num_threads(args.threads)
     stamps: list[float] = []

@@ -25,8 +25,8 @@ def main() -> None:
 
     import torch
 
+    from polyvae.dataset import read_items
     from polyvae.registry import get_domain
-    from polyvae.trainer import read_items
 
     torch.set_num_threads(args.threads)
     domain = get_domain(args.domain)

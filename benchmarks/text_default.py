@@ -25,7 +25,7 @@ from bars import judge, print_report
 import polyvae
 from polyvae import trainer
 from polyvae.run import build_vae
-from polyvae.vae import VAE
+from polyvae.vae import VAE, Terms
 
 BARS = {  # metric: (comparison, threshold)
     "kl": (">=", 3.0),
@@ -44,7 +44,7 @@ class PlainLanguageModel(VAE):
         rows = next(iter(batch.values())).shape[0]
         zeros = torch.zeros(rows, self.latent_dim, device=self.posterior.weight.device)
         log_px = self.decoder.log_prob(batch, zeros).float()
-        return {"log_px": log_px, "kl_per_dim": zeros, "mu": zeros, "logvar": zeros}
+        return Terms(log_px, zeros, zeros, zeros)
 
 
 def build_language_model(*args, **kwargs) -> PlainLanguageModel:

@@ -14,7 +14,7 @@ from polyvae.wording import plural
 
 def read(model: Any, data: Path) -> list[Any]:
     """Every item of ``data``; what the domain's reader skipped is reported on stderr."""
-    from polyvae.trainer import read_items
+    from polyvae.dataset import read_items
 
     items, report = read_items(model.domain, data, model.config | {"max_items": 0})
     if report.skipped:

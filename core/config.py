@@ -120,6 +120,13 @@ PRECISIONS = ("auto", "fp32", "bf16")
 ENGINE_OPTIONS: tuple[Option, ...] = (
     Option("latent_dim", 32, "size of the latent vector z", minimum=1),
     Option("epochs", 20, "passes over the training data", minimum=1),
+    Option(
+        "steps_per_epoch",
+        0,
+        "optimizer steps per epoch, so that a large data set is validated and checkpointed more "
+        "often than once a pass; the shuffled passes run on across epochs (0: one full pass)",
+        minimum=0,
+    ),
     Option("max_steps", 0, "stop after this many optimizer steps (0: no limit)", minimum=0),
     Option(
         "time_limit",
@@ -162,11 +169,26 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
         "beta_ratio", 0.5, "share R of each cycle spent increasing beta", minimum=0.0, maximum=1.0
     ),
     Option(
+        "kl_target",
+        0.0,
+        "hold the KL per item near this many nats with a controller on beta, in place of the "
+        "beta schedule (0: off, use the schedule)",
+        minimum=0.0,
+    ),
+    Option(
         "free_bits",
         0.0,
         "minimum KL per latent dimension, in nats, before it is penalised",
         minimum=0.0,
     ),
+    Option(
+        "fit_prior",
+        "gmm",
+        "when training ends, fit this density to the training codes and sample from it by "
+        "default (polyvae fit-prior; none: sample from N(0, I))",
+        choices=("gmm", "flow", "none"),
+    ),
+    Option("prior_components", 20, "components of the fitted Gaussian mixture", minimum=1),
     Option("condition", [], "item properties the model is conditioned on (e.g. qed,logp)"),
     Option("predict", [], "item properties a head on z learns to predict (for optimisation)"),
     Option("property_weight", 1.0, "weight of the property head's squared error", minimum=0.0),

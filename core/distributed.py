@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -150,6 +151,13 @@ def share(count: int, place: Context) -> range:
     return range(
         count * place.rank // place.world_size, count * (place.rank + 1) // place.world_size
     )
+
+
+def derived_seeds(seed: int, index: int) -> tuple[int, int]:
+    """Two independent seeds for part ``index`` of the stream seeded with ``seed``, from
+    (``seed``, ``index``) alone, so that any process can draw any part."""
+    latent, noise = np.random.SeedSequence([seed % 2**64, index]).generate_state(2, np.uint64)
+    return int(latent) >> 1, int(noise) >> 1
 
 
 def training_device(device: torch.device, place: Context) -> torch.device:

@@ -6,20 +6,30 @@ import functools
 import math
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from polyvae import evaluation
 from polyvae.config import schema_for
+from polyvae.dataset import read_run_data
 from polyvae.device import autocast, fast_decoding, resolve_device
-from polyvae.distributed import SINGLE, Context, share
+from polyvae.distributed import SINGLE, Context, derived_seeds
 from polyvae.domain import Batch, Domain
 from polyvae.errors import UserError
-from polyvae.registry import get_registry
+from polyvae.priors import (
+    PRIOR_CHOICES,
+    FittedPrior,
+    Prior,
+    StandardNormal,
+    load_prior,
+    save_prior,
+)
 from polyvae.run import LoadedRun, build_vae, load_weights, open_run, resolve_run_path
-from polyvae.vae import active_units, gaussian_kl, mutual_information
+from polyvae.vae import ACTIVE_UNIT_THRESHOLD
 
 # Rounds of extra draws ``sample(unique=True / valid_only=True)`` makes before giving up.
 MAX_SAMPLING_ROUNDS = 10
@@ -61,6 +71,27 @@ class Model:
         load_weights(self.vae, loaded.run.weights_path)
         self.vae.to(self.device).eval()
         self.batch_size = max(1, self.config["batch_size"])
+        fitted = load_prior(loaded.run.prior_dir, self.latent_dim)
+        self.fitted_prior, self.fitted_prior_record = fitted if fitted else (None, None)
+
+    def prior(self, name: str | None = None) -> Prior:
+        """The prior called ``name``: ``standard`` (N(0, I)) or ``fitted`` (the run's fitted
+        prior, ``polyvae fit-prior``); None picks the fitted one when the run has one."""
+        if name not in (None, *PRIOR_CHOICES):
+            raise UserError(f"prior {name!r} is not one of: {', '.join(PRIOR_CHOICES)}")
+        if name == "fitted" and self.fitted_prior is None:
+            raise UserError(
+                f"{self.run_dir} has no fitted prior; fit one with: "
+                f"polyvae fit-prior {self.run_dir}"
+            )
+        if name == "standard" or self.fitted_prior is None:
+            return StandardNormal(self.latent_dim)
+        return self.fitted_prior
+
+    def set_prior(self, prior: FittedPrior, record: Mapping[str, Any]) -> None:
+        """Save ``prior`` in the run (replacing any earlier one) and sample from it by default."""
+        save_prior(self.loaded.run.prior_dir, prior, record)
+        self.fitted_prior, self.fitted_prior_record = prior, dict(record)
 
     @property
     def latent_dim(self) -> int:
@@ -68,12 +99,13 @@ class Model:
 
     @property
     def active_dimensions(self) -> torch.Tensor:
-        """Latent dimensions that carry information (validation Var_x E_q[z_d] > 0.01); the
+        """Latent dimensions that carry information (validation Var_x E_q[z_d] above
+        ACTIVE_UNIT_THRESHOLD); the
         others are ignored by the decoder, so latent search leaves them at zero."""
         variance = self.meta.get("latent_variance")
         if not variance:
             return torch.ones(self.latent_dim, dtype=torch.bool)
-        return torch.tensor(variance) > 0.01
+        return torch.tensor(variance) > ACTIVE_UNIT_THRESHOLD
 
     @property
     def condition_names(self) -> list[str]:
@@ -90,13 +122,14 @@ class Model:
         condition: Mapping[str, float] | None = None,
         unique: bool = False,
         valid_only: bool = False,
+        prior: str | None = None,
         **generate_options: Any,
     ) -> list[Any]:
-        """``n`` new items from z ~ N(0, I). ``temperature`` is the decoder's (0: most likely
-        output for each z). For a conditional model, ``condition`` gives target property values;
-        those left out are set to the training mean. ``unique`` and ``valid_only`` draw more
-        until ``n`` distinct (by formatted text) or valid items are found; after
-        ``MAX_SAMPLING_ROUNDS`` rounds the list may come back shorter, never padded."""
+        """``n`` new items from z drawn from the ``prior`` (:meth:`prior`). ``temperature`` is
+        the decoder's (0: most likely output for each z). For a conditional model, ``condition``
+        gives target property values; those left out are set to the training mean. ``unique``
+        and ``valid_only`` draw more until ``n`` distinct (by formatted text) or valid items are
+        found; after ``MAX_SAMPLING_ROUNDS`` rounds the list may come back shorter, never padded."""
         chunks = self.sample_chunks(
             n,
             temperature=temperature,
@@ -104,6 +137,7 @@ class Model:
             condition=condition,
             unique=unique,
             valid_only=valid_only,
+            prior=prior,
             **generate_options,
         )
         return [item for chunk in chunks for item in chunk]
@@ -118,6 +152,7 @@ class Model:
         valid_only: bool = False,
         chunk_size: int = SAMPLE_CHUNK,
         place: Context = SINGLE,
+        prior: str | None = None,
         **generate_options: Any,
     ) -> Iterator[list[Any]]:
         """:meth:`sample` as a stream of lists of at most ``chunk_size`` items, decoded one chunk
@@ -137,12 +172,23 @@ class Model:
             raise UserError("chunk_size must be at least 1")
         # Checked now, not when the first chunk is asked for.
         row = self._condition_from_targets(condition, 1)
+        draw = self.prior(prior)
         return self._sample_chunks(
-            n, temperature, seed, row, unique, valid_only, chunk_size, place, generate_options
+            n, temperature, seed, row, unique, valid_only, chunk_size, place, draw, generate_options
         )
 
     def _sample_chunks(
-        self, n, temperature, seed, row, unique, valid_only, chunk_size, place, generate_options
+        self,
+        n,
+        temperature,
+        seed,
+        row,
+        unique,
+        valid_only,
+        chunk_size,
+        place,
+        prior,
+        generate_options,
     ) -> Iterator[list[Any]]:
         if seed is None:  # a fresh stream, the same on every rank
             seed = place.broadcast(secrets.randbits(62))
@@ -165,11 +211,12 @@ class Model:
                 decoded = []
                 if mine < len(sizes):
                     decoded = self._decode_chunk(
-                        _derived_seeds(seed, first_chunk + mine),
+                        derived_seeds(seed, first_chunk + mine),
                         sizes[mine],
                         row,
                         temperature,
                         valid_only,
+                        prior,
                         generate_options,
                     )
                 chunks = []
@@ -193,11 +240,10 @@ class Model:
             first_chunk += len(sizes)
 
     def _decode_chunk(
-        self, seeds, size, row, temperature, valid_only, generate_options
+        self, seeds, size, row, temperature, valid_only, prior, generate_options
     ) -> list[Any]:
         latent_seed, decoding_seed = seeds
-        generator = torch.Generator().manual_seed(latent_seed)
-        z = torch.randn(size, self.latent_dim, generator=generator)
+        z = prior.sample(size, torch.Generator().manual_seed(latent_seed))
         items = self._generate(
             z, row.expand(size, -1), temperature, decoding_seed, **generate_options
         )
@@ -223,7 +269,7 @@ class Model:
     def posterior(self, items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z | x) for each item, each ``(n, latent_dim)`` on the CPU."""
         batch = self.codec.encode(list(items))
-        condition = self._item_conditions(items)
+        condition = self.item_conditions(items)
         mus, logvars = [], []
         with torch.no_grad():
             for index in torch.arange(len(items)).split(self.batch_size):
@@ -245,7 +291,7 @@ class Model:
         mus, logvars = self.posterior(items)
         if not sample:
             return mus.numpy()
-        noise = torch.randn(mus.shape, generator=self._generator(seed))
+        noise = torch.randn(mus.shape, generator=self.generator(seed))
         return (mus + noise * (0.5 * logvars).exp()).numpy()
 
     def reconstruct(
@@ -253,7 +299,7 @@ class Model:
     ) -> list[Any]:
         """Decode each item's posterior mean, under the item's own condition if any."""
         z = torch.as_tensor(self.encode(items))
-        return self._generate(z, self._item_conditions(items), temperature, seed)
+        return self._generate(z, self.item_conditions(items), temperature, seed)
 
     def interpolate(
         self, a: Any, b: Any, steps: int = 8, method: str = "slerp", temperature: float = 0.0
@@ -268,7 +314,7 @@ class Model:
         weights = torch.linspace(0, 1, steps)
         between = _slerp if method == "slerp" else torch.lerp
         path = torch.stack([between(start, end, weight) for weight in weights])
-        ends = self._item_conditions([a, b])
+        ends = self.item_conditions([a, b])
         rows = torch.stack([torch.lerp(ends[0], ends[1], weight) for weight in weights])
         return self._generate(path, rows, temperature, None)
 
@@ -279,14 +325,18 @@ class Model:
         radius: float = 0.5,
         seed: int | None = None,
         temperature: float = 0.0,
+        prior: str | None = None,
     ) -> list[Any]:
-        """``n`` items decoded from points around ``item``'s posterior mean: z + radius * e with
-        e ~ N(0, I). Small radii give close analogues, larger ones more varied items."""
+        """``n`` items decoded from points around ``item``'s posterior mean: z + radius * s * e
+        with e ~ N(0, I) and s each dimension's spread under the ``prior`` (1 for the standard
+        normal), so the radius is in units of how far the codes themselves spread. Small radii
+        give close analogues, larger ones more varied items."""
         if n < 1 or radius < 0:
             raise UserError("neighbours needs n >= 1 and radius >= 0")
         centre = torch.as_tensor(self.encode([item]))
-        noise = torch.randn(n, self.latent_dim, generator=self._generator(seed))
-        rows = self._item_conditions([item]).repeat(n, 1)
+        spread = self.prior(prior).spread()
+        noise = spread * torch.randn(n, self.latent_dim, generator=self.generator(seed))
+        rows = self.item_conditions([item]).repeat(n, 1)
         return self._generate(centre + radius * noise, rows, temperature, seed)
 
     def optimize(
@@ -297,6 +347,7 @@ class Model:
         start: Any | None = None,
         radius: float = 1.0,
         seed: int | None = None,
+        prior: str | None = None,
     ) -> list[tuple[Any, float]]:
         """Search the latent space for items that score high; the best ``n`` distinct items and
         their scores, best first.
@@ -307,30 +358,30 @@ class Model:
         the cross-entropy method (``steps`` // 10 rounds of sampling, decoding and refitting a
         Gaussian to the best fifth). Either way the decoded items are scored for real: by the
         domain's ``properties`` for a named property, by the function otherwise. The search
-        starts around ``start``'s latent point when given, else from the prior.
+        starts around ``start``'s latent point when given, else around the ``prior``'s centre;
+        ``radius`` is in units of each dimension's spread under the ``prior``, whose log density
+        also keeps gradient ascent where the decoder has seen data.
         """
         if n < 1 or steps < 1:
             raise UserError("optimize needs n >= 1 and steps >= 1")
-        generator = self._generator(seed)
-        centre = (
-            torch.as_tensor(self.encode([start]))[0]
-            if start is not None
-            else torch.zeros(self.latent_dim)
-        )
+        generator = self.generator(seed)
+        density = self.prior(prior)
+        centre = torch.as_tensor(self.encode([start]))[0] if start is not None else density.centre()
+        search = LatentSearch(centre, radius * density.spread(), density, generator)
         if isinstance(objective, str):
             score = functools.partial(self._property_scores, objective)
-            candidates = self._ascend(objective, centre, n, steps, radius, generator)
+            candidates = self._ascend(objective, search, n, steps)
         else:
             score = objective
-            candidates = self._cross_entropy(objective, centre, n, steps, radius, generator)
+            candidates = self._cross_entropy(objective, search, n, steps)
         return self._best(candidates, score, n)
 
     def _property_scores(self, name: str, items: list[Any]) -> np.ndarray:
         return np.asarray(self.domain.properties(items, [name]), dtype=np.float64)[:, 0]
 
-    def _ascend(self, name, centre, n, steps, radius, generator) -> list[Any]:
-        """Gradient ascent on the property head, with a standard-normal log-prior term that keeps
-        z where the decoder has seen data; candidates are decoded five times along the way."""
+    def _ascend(self, name: str, search: LatentSearch, n: int, steps: int) -> list[Any]:
+        """Gradient ascent on the property head, with a log-prior term that keeps z where the
+        decoder has seen data; candidates are decoded five times along the way."""
         predict = self.loaded.predict
         if predict is None or name not in predict.names:
             trained = ", ".join(predict.names) if predict else "none"
@@ -341,15 +392,16 @@ class Model:
         column = predict.names.index(name)
         # Moving along dimensions the decoder ignores would only fool the head.
         active = self.active_dimensions.float()
-        noise = torch.randn(n, self.latent_dim, generator=generator)
-        z = ((centre + radius * noise) * active).to(self.device).requires_grad_(True)
+        noise = torch.randn(n, self.latent_dim, generator=search.generator)
+        z = ((search.centre + search.spread * noise) * active).to(self.device)
+        z.requires_grad_(True)
         active = active.to(self.device)
         optimizer = torch.optim.Adam([z], lr=0.05)
         condition = self._condition_from_targets(None, n)
         candidates: list[Any] = []
         for step in range(1, steps + 1):
             prediction = self.vae.property_head(z)[:, column]
-            log_prior = -0.5 * z.pow(2).sum(-1)
+            log_prior = search.prior.log_prob(z)
             loss = -(prediction + 0.1 * log_prior).sum()
             optimizer.zero_grad()
             loss.backward()
@@ -359,11 +411,12 @@ class Model:
                 candidates += self._generate(z.detach().cpu(), condition, 0.0, None)
         return candidates
 
-    def _cross_entropy(self, score, centre, n, steps, radius, generator) -> list[Any]:
+    def _cross_entropy(self, score, search: LatentSearch, n: int, steps: int) -> list[Any]:
         population = max(2 * n, 64)
         elite = max(2, population // 5)
-        mean = centre.clone()
-        spread = torch.full((self.latent_dim,), float(radius)) * self.active_dimensions
+        generator = search.generator
+        mean = search.centre.clone()
+        spread = search.spread * self.active_dimensions
         candidates: list[Any] = []
         for _ in range(max(1, steps // 10)):
             z = mean + spread * torch.randn(population, self.latent_dim, generator=generator)
@@ -388,125 +441,41 @@ class Model:
         )
         return ranked[:n]
 
-    # --- likelihoods ---------------------------------------------------------------------------
+    # --- likelihoods (polyvae.evaluation) -----------------------------------------------------
 
-    @torch.no_grad()
     def score(
         self, items: Sequence[Any], k: int = 1, seed: int = 0, place: Context = SINGLE
     ) -> np.ndarray:
-        """Per-item anomaly score in nats: the negative ELBO (``k=1``) or the IWAE estimate of
-        -log p(x) with ``k`` importance samples (tighter; ``k`` times the cost). Batch b's
-        noise is seeded from (``seed``, b) alone. With a distributed ``place``, each rank scores
-        a contiguous share of the batches and every rank gets all the scores, in item order."""
-        if k < 1:
-            raise UserError("k must be at least 1")
-        numbers = share(math.ceil(len(items) / self.batch_size), place)
-        start, stop = numbers.start * self.batch_size, numbers.stop * self.batch_size
-        mine = list(items[start:stop])
-        # A rank may have no batches at all (fewer batches than ranks).
-        batch, condition = (
-            (self.codec.encode(mine), self._item_conditions(mine)) if mine else ({}, None)
-        )
-        scores = [torch.zeros(0)]
-        for offset in range(0, len(mine), self.batch_size):
-            index = slice(offset, offset + self.batch_size)
-            with self._seeded(_derived_seeds(seed, numbers.start + offset // self.batch_size)[0]):
-                part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
-                cond = condition[index].to(self.device) if self.condition_names else None
-                with autocast(self.device, self.precision):
-                    if k == 1:
-                        terms = self.vae(part, cond)
-                        value = -(terms["log_px"] - terms["kl_per_dim"].sum(-1))
-                    else:
-                        value = -self.vae.iwae_log_likelihood(part, cond, samples=k)
-                scores.append(value.float().cpu())
-        return np.concatenate(place.gather(torch.cat(scores).numpy()))
+        """Per-item anomaly scores in nats (:func:`polyvae.evaluation.score`)."""
+        return evaluation.score(self, items, k, seed, place)
 
-    @torch.no_grad()
     def likelihood(self, items: Sequence[Any], k: int = 50, seed: int = 0) -> dict[str, float]:
-        """Likelihood and latent diagnostics on ``items``: ELBO, IWAE NLL, reconstruction, KL
-        (nats per item), active units and mutual information; with the domain's
-        ``likelihood_unit`` also the IWAE NLL per unit, in bits per unit and as a perplexity."""
-        batch = self.codec.encode(list(items))
-        condition = self._item_conditions(items)
-        sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, "iwae_nll": 0.0}
-        unit = self.domain.likelihood_unit
-        units = float(self.domain.unit_counts(batch).sum()) if unit and len(items) else 0.0
-        mus, logvars = [], []
-        with self._seeded(seed):
-            for index in torch.arange(len(items)).split(self.batch_size):
-                part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
-                cond = condition[index].to(self.device) if self.condition_names else None
-                with autocast(self.device, self.precision):
-                    terms = self.vae(part, cond)
-                    iwae = self.vae.iwae_log_likelihood(part, cond, samples=k)
-                kl = terms["kl_per_dim"].sum(-1)
-                sums["elbo"] += float((terms["log_px"] - kl).sum())
-                sums["recon"] += float(-terms["log_px"].sum())
-                sums["kl"] += float(kl.sum())
-                sums["iwae_nll"] += float(-iwae.sum())
-                mus.append(terms["mu"].cpu())
-                logvars.append(terms["logvar"].cpu())
-            mu, logvar = torch.cat(mus), torch.cat(logvars)
-            results = {name: value / len(items) for name, value in sums.items()}
-            results["active_units"] = float(active_units(mu))
-            results["mutual_info"] = mutual_information(mu[:2000], logvar[:2000])
-            results["kl_per_dim_max"] = float(gaussian_kl(mu, logvar).mean(0).max())
-        if units:
-            per_unit = sums["iwae_nll"] / units
-            results[f"nll_per_{unit}"] = per_unit
-            results[f"bits_per_{unit}"] = per_unit / math.log(2)
-            results["perplexity"] = math.exp(min(per_unit, 700.0))
-        results["items"] = float(len(items))
-        return results
-
-    def evaluation_defaults(self, k: int | None, likelihood_items: int | None) -> tuple[int, int]:
-        """``k`` and ``likelihood_items`` of :meth:`evaluate` as given, or where None the
-        domain's ``importance_samples`` and ``likelihood_items``."""
-        domain = self.domain
-        return (
-            domain.importance_samples if k is None else k,
-            domain.likelihood_items if likelihood_items is None else likelihood_items,
-        )
+        """ELBO, IWAE NLL, KL, active units and MI (:func:`polyvae.evaluation.likelihood`)."""
+        return evaluation.likelihood(self, items, k, seed)
 
     def evaluate(
         self,
         items: Sequence[Any],
         k: int = 50,
-        samples: int = 1000,
+        samples: int = evaluation.DEFAULT_SAMPLES,
         temperature: float = 1.0,
         seed: int = 0,
         training: Sequence[Any] = (),
         likelihood_items: int = 1000,
+        prior: str | None = None,
     ) -> dict[str, float]:
-        """:meth:`likelihood` and the domain's reconstruction metrics on a seeded random subset
-        of ``likelihood_items`` of ``items`` (the IWAE bound costs ``k`` decoder passes an item),
-        plus the domain's sample-quality metrics
-        (and those plugins add) for ``samples`` generated items against all ``items`` and
-        ``training``."""
-        subset = list(items)
-        if 0 < likelihood_items < len(subset):
-            chosen = torch.randperm(len(subset), generator=self._generator(seed))
-            subset = [subset[i] for i in chosen[:likelihood_items].tolist()]
-        results = self.likelihood(subset, k=k, seed=seed)
-        results.update(self.domain.reconstruction_metrics(subset, self.reconstruct(subset)))
-        if samples:
-            generated = self.sample(samples, temperature=temperature, seed=seed)
-            reference, training = list(items), list(training)
-            results.update(self.domain.metrics(generated, reference, training))
-            for metric in get_registry().extra_metrics(self.domain.name).values():
-                results.update(metric(generated, reference, training))
-        return results
+        """Likelihood, reconstruction and sample metrics (:func:`polyvae.evaluation.evaluate`)."""
+        return evaluation.evaluate(
+            self, items, k, samples, temperature, seed, training, likelihood_items, prior
+        )
 
     def data_splits(self) -> tuple[list[Any], list[Any]]:
         """The training and validation items of this run, read again from its data source."""
-        from polyvae.trainer import read_run_data
-
         return read_run_data(self.loaded)
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _item_conditions(self, items: Sequence[Any]) -> torch.Tensor:
+    def item_conditions(self, items: Sequence[Any]) -> torch.Tensor:
         scaler = self.loaded.condition
         if scaler is None:
             return torch.zeros(len(items), 0)
@@ -557,7 +526,7 @@ class Model:
         """Decode latent rows in batches; ``condition`` holds one normalised row per z (or has
         width 0 for an unconditional model)."""
         items: list[Any] = []
-        with self._seeded(seed):
+        with self.seeded(seed):
             for index in torch.arange(len(z)).split(self.batch_size):
                 cond = condition[index].to(self.device) if self.condition_names else None
                 decoder_input = self.vae.decoder_input(z[index].to(self.device), cond)
@@ -568,7 +537,7 @@ class Model:
                 items.extend(self.codec.decode(_to_cpu(batch)))
         return items
 
-    def _generator(self, seed: int | None) -> torch.Generator:
+    def generator(self, seed: int | None) -> torch.Generator:
         generator = torch.Generator()
         if seed is None:
             generator.seed()
@@ -576,10 +545,21 @@ class Model:
             generator.manual_seed(seed)
         return generator
 
-    def _seeded(self, seed: int | None):
+    def seeded(self, seed: int | None):
         """Seed the decoder's and posterior's sampling for repeatable output, without disturbing
         the caller's global random state."""
         return _SeededScope(seed, self.device)
+
+
+@dataclass
+class LatentSearch:
+    """Where a latent search starts (``centre``, ``spread`` per dimension), the prior whose
+    density keeps it on the data, and its random stream."""
+
+    centre: torch.Tensor
+    spread: torch.Tensor
+    prior: Prior
+    generator: torch.Generator
 
 
 class _SeededScope:
@@ -594,13 +574,6 @@ class _SeededScope:
 
     def __exit__(self, *exc: Any) -> None:
         self.fork.__exit__(*exc)
-
-
-def _derived_seeds(seed: int, index: int) -> tuple[int, int]:
-    """Two independent seeds for part ``index`` of the stream seeded with ``seed``, from
-    (``seed``, ``index``) alone, so that any process can draw any part."""
-    latent, noise = np.random.SeedSequence([seed % 2**64, index]).generate_state(2, np.uint64)
-    return int(latent) >> 1, int(noise) >> 1
 
 
 def _slerp(a: torch.Tensor, b: torch.Tensor, weight: float) -> torch.Tensor:

@@ -25,16 +25,15 @@ import torch
 
 from polyvae.domain import Panel, require_property
 from polyvae.errors import RunError, UserError
+from polyvae.evaluation import EvaluationSettings, run_evaluation
 from polyvae.files import atomic_write_bytes, atomic_write_text
 from polyvae.run import RunDir
-from polyvae.vae import gaussian_kl
+from polyvae.vae import ACTIVE_UNIT_THRESHOLD, gaussian_kl
 
 # Held-out items encoded for the KL bars and the latent map: enough for a stable picture.
 MAP_ITEMS = 2000
 # A property with at most this many distinct whole values is coloured as classes.
 MAX_CLASSES = 12
-# Var_x E_q[z_d] above this marks an active unit (as ``polyvae.vae.active_units``).
-ACTIVE_THRESHOLD = 0.01
 
 # Training-curve panels: title, then (metrics.jsonl key, legend label) pairs drawn in it.
 CURVES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
@@ -77,18 +76,18 @@ def build_report(
     model: Any,
     items: Sequence[Any],
     training: Sequence[Any] = (),
-    samples: int = 1000,
-    k: int | None = None,
-    likelihood_items: int | None = None,
-    seed: int = 0,
+    settings: EvaluationSettings | None = None,
     colour_by: str | None = None,
     evaluation: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Report:
     """Everything the report shows for ``model`` (a :class:`polyvae.model.Model`), with
-    ``items`` held out from its training and ``training`` (possibly empty) for novelty.
+    ``items`` held out from its training and ``training`` (possibly empty) for novelty, its
+    metrics evaluated with ``settings`` (default: the domain's; its seed also picks the items
+    shown).
     ``evaluation``, a record of ``polyvae evaluate`` (``RunDir.read_evaluation``), supplies the
     metrics instead of evaluating again."""
+    settings = settings or EvaluationSettings()
     if len(items) < 2:
         raise UserError(f"a report needs at least 2 held-out items, got {len(items)}")
     domain = model.domain
@@ -103,7 +102,7 @@ def build_report(
     if not history and "curves" not in notes:
         notes["curves"] = "the run has no metrics.jsonl lines (no epoch finished)"
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(settings.seed)
     order = torch.randperm(len(items), generator=generator)[:MAP_ITEMS].tolist()
     shown = [items[index] for index in order]
     log(f"encoding {len(shown):,} held-out items")
@@ -111,26 +110,22 @@ def build_report(
 
     if evaluation is not None:
         results = evaluation["results"]
-        settings = evaluation["settings"]
+        used = evaluation["settings"]
         source = f"polyvae evaluate, {evaluation['evaluated_at']} (evaluation.json)"
     else:
-        k, likelihood_items = model.evaluation_defaults(k, likelihood_items)
-        settings = {"k": k, "samples": samples, "likelihood_items": likelihood_items, "seed": seed}
-        source = "this report"
-        log(f"evaluating: IWAE k={k} on up to {likelihood_items:,} items, {samples:,} samples")
-        results = model.evaluate(
-            items,
-            k=k,
-            samples=samples,
-            seed=seed,
-            training=training,
-            likelihood_items=likelihood_items,
+        resolved = settings.resolved(model)
+        log(
+            f"evaluating: IWAE k={resolved.k} on up to {resolved.likelihood_items:,} items, "
+            f"{resolved.samples:,} samples"
         )
+        results, resolved = run_evaluation(model, items, training, resolved)
+        used = resolved.to_dict()
+        source = "this report"
     notes["metrics"] = f"Computed by {source}: " + ", ".join(
-        f"{name} {value}" for name, value in settings.items() if value is not None
+        f"{name} {value}" for name, value in used.items() if value is not None
     )
     log("drawing the gallery")
-    gallery = domain.gallery(model, shown, seed)
+    gallery = domain.gallery(model, shown, settings.seed)
 
     best_epoch = model.meta.get("summary", {}).get("best_epoch")
     colours, colour_name, colour_note = _colours(model, shown, colour_by)
@@ -205,7 +200,7 @@ def _curves_plot(history: Sequence[Mapping[str, Any]], best_epoch: int | None) -
 def _kl_plot(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> Plot:
     kl = gaussian_kl(mu.double(), logvar.double()).mean(0).numpy()
     variance = mu.double().var(0).numpy() if len(mu) > 1 else np.zeros(len(kl))
-    active = variance > ACTIVE_THRESHOLD
+    active = variance > ACTIVE_UNIT_THRESHOLD
     figure, axes = _figure(max(6.0, min(14.0, 0.25 * len(kl) + 3)), 3.6)
     axis = axes[0, 0]
     dims = np.arange(len(kl))
@@ -221,9 +216,9 @@ def _kl_plot(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> Plot:
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
     caption = (
-        f"Mean over {len(mu):,} held-out items; {int(active.sum())} of {len(kl)} dimensions are "
-        f"active (Var_x E_q[z_d] > {ACTIVE_THRESHOLD}); total KL {kl.sum():.2f} nats. Grey bars "
-        "near zero are dimensions the decoder ignores (posterior collapse)."
+        f"Mean over {len(mu):,} held-out items; {int(active.sum())} of {len(kl)} dimensions "
+        f"are active (Var_x E_q[z_d] > {ACTIVE_UNIT_THRESHOLD}); total KL {kl.sum():.2f} nats. "
+        "Grey bars near zero are dimensions the decoder ignores (posterior collapse)."
     )
     return Plot("kl_per_dimension", _png(figure), caption)
 

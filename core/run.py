@@ -125,6 +125,10 @@ class RunDir:
         return self.path / "evaluation.json"
 
     @property
+    def prior_dir(self) -> Path:
+        return self.path / "prior"
+
+    @property
     def tensorboard_dir(self) -> Path:
         return self.path / "tensorboard"
 
@@ -271,11 +275,15 @@ class RunDir:
         shutil.rmtree(old, ignore_errors=True)
 
     def recover_checkpoint(self) -> None:
-        """After a crash in the middle of :meth:`replace_checkpoint`, keep the whole one."""
+        """After a crash in the middle of :meth:`replace_checkpoint`, keep the whole one; and
+        remove the temporary files of atomic writes the crash cut short (training holds the
+        run's lock, so no live writer owns them)."""
         old = self.path / "checkpoint.old"
         if not self.checkpoint_dir.exists() and old.exists():
             os.replace(old, self.checkpoint_dir)
         shutil.rmtree(self.path / "checkpoint.new", ignore_errors=True)
+        for leftover in self.path.rglob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
 
 
 def build_vae(

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from polyvae.callbacks import Callback
 from polyvae.errors import UserError
-from polyvae.trainer import Callback, Trainer
+
+if TYPE_CHECKING:
+    from polyvae.trainer import Trainer
 
 MISSING_PACKAGE = "--tensorboard needs the tensorboard package: pip install tensorboard"
 # Epoch-record keys that describe the latent rather than a loss; they go under "latent/".

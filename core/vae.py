@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -10,6 +11,30 @@ from torch import Tensor, nn
 from polyvae.domain import Batch, Decoder, Encoder
 
 LOG_2PI = math.log(2 * math.pi)
+# Var_x E_q[z_d] above this marks dimension d as an active unit (Burda et al. 2016).
+ACTIVE_UNIT_THRESHOLD = 0.01
+# Mutual information compares every pair of items: its estimate uses the first this many.
+MI_ITEMS = 2000
+
+
+class Terms(NamedTuple):
+    """Per-item terms of one reparameterised pass (a tuple, so DDP and torch.compile see its
+    tensors): log p(x|z), KL per latent dimension, the posterior, and property predictions."""
+
+    log_px: Tensor
+    kl_per_dim: Tensor
+    mu: Tensor
+    logvar: Tensor
+    property_pred: Tensor | None = None
+
+
+class Loss(NamedTuple):
+    """The training objective and its parts, batch means in nats."""
+
+    total: Tensor
+    recon: Tensor
+    kl: Tensor
+    property: Tensor
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -33,6 +58,25 @@ def kl_penalty(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     if free_bits > 0:
         per_dim = per_dim.clamp(min=free_bits)
     return per_dim.sum()
+
+
+def training_loss(
+    terms: Terms,
+    beta: float,
+    free_bits: float = 0.0,
+    property_target: Tensor | None = None,
+    property_weight: float = 1.0,
+) -> Loss:
+    """The beta-weighted negative ELBO with free bits, plus the property head's squared error
+    when it has a target: what training minimises. ``recon`` and ``kl`` are the plain terms."""
+    recon = -terms.log_px.mean()
+    kl = terms.kl_per_dim.sum(-1).mean()
+    total = recon + beta * kl_penalty(terms.kl_per_dim, free_bits)
+    property_loss = torch.zeros(())
+    if property_target is not None and terms.property_pred is not None:
+        property_loss = nn.functional.mse_loss(terms.property_pred, property_target)
+        total = total + property_weight * property_loss
+    return Loss(total, recon, kl, property_loss)
 
 
 def repeat_batch(batch: Batch, times: int) -> Batch:
@@ -84,20 +128,13 @@ class VAE(nn.Module):
             return torch.cat([z, condition.to(z.dtype)], dim=-1)
         return z
 
-    def forward(self, batch: Batch, condition: Tensor | None = None) -> dict[str, Tensor]:
-        """One reparameterised sample per item: the per-item terms the trainer combines."""
+    def forward(self, batch: Batch, condition: Tensor | None = None) -> Terms:
+        """One reparameterised sample per item: the per-item terms the loss combines."""
         mu, logvar = self.posterior_params(batch, condition)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         log_px = self.decoder.log_prob(batch, self.decoder_input(z, condition)).float()
-        terms = {
-            "log_px": log_px,
-            "kl_per_dim": gaussian_kl(mu, logvar),
-            "mu": mu,
-            "logvar": logvar,
-        }
-        if self.property_head is not None:
-            terms["property_pred"] = self.property_head(z).float()
-        return terms
+        prediction = self.property_head(z).float() if self.property_head is not None else None
+        return Terms(log_px, gaussian_kl(mu, logvar), mu, logvar, prediction)
 
     @torch.no_grad()
     def iwae_log_likelihood(
@@ -123,14 +160,6 @@ class VAE(nn.Module):
         return torch.logsumexp(stacked, dim=0) - math.log(samples)
 
 
-def active_units(mu: Tensor, threshold: float = 0.01) -> int:
-    """Dimensions whose posterior mean varies across items: Var_x E_q[z_d] > threshold
-    (Burda et al. 2016)."""
-    if mu.shape[0] < 2:
-        return 0
-    return int((mu.float().var(dim=0) > threshold).sum())
-
-
 def mutual_information(mu: Tensor, logvar: Tensor) -> float:
     """Estimate of I(x; z) under q: E[log q(z|x)] - E[log q(z)], with the aggregate posterior q(z)
     approximated by the mixture of the given items' posteriors (Hoffman & Johnson 2016)."""
@@ -144,3 +173,92 @@ def mutual_information(mu: Tensor, logvar: Tensor) -> float:
     pairwise = gaussian_log_density(z[:, None, :], mu[None, :, :], logvar[None, :, :])
     log_qz = torch.logsumexp(pairwise, dim=1) - math.log(items)
     return float(neg_entropy - log_qz.mean())
+
+
+class LatentStatistics:
+    """Sums over items of the ELBO's terms and of the posterior means, in float64, from which the
+    per-item means, Var_x E_q[z_d] (active units) and the mutual information follow. Validation,
+    likelihood, scoring and training's live count all use it; under DDP each rank adds its own
+    items and :meth:`reduce` adds the ranks' sums."""
+
+    def __init__(self, latent_dim: int, device: torch.device | str = "cpu") -> None:
+        def zeros(*shape: int) -> Tensor:
+            return torch.zeros(*shape, dtype=torch.float64, device=device)
+
+        self.totals = zeros(3)  # log p(x|z), KL, item count
+        self.mu_sum = zeros(latent_dim)
+        self.mu_sq_sum = zeros(latent_dim)
+        self.kl_dim_sum = zeros(latent_dim)
+        self.mi_rows: list[tuple[Tensor, Tensor]] = []  # the first MI_ITEMS posteriors
+
+    @property
+    def count(self) -> int:
+        return round(float(self.totals[2]))
+
+    def add(self, terms: Terms) -> None:
+        self.add_posterior(terms.mu, terms.logvar, terms.kl_per_dim)
+        log_px = terms.log_px.detach().double()
+        kl = terms.kl_per_dim.detach().double().sum(-1)
+        self.totals[:2] += torch.stack([log_px.sum(), kl.sum()])
+
+    def add_posterior(self, mu: Tensor, logvar: Tensor, kl_per_dim: Tensor | None = None) -> None:
+        """The posterior part alone (training's live active-unit count needs no more)."""
+        mu = mu.detach()
+        wide = mu.double()
+        self.totals[2] += len(mu)
+        self.mu_sum += wide.sum(0)
+        self.mu_sq_sum += wide.pow(2).sum(0)
+        if kl_per_dim is not None:
+            self.kl_dim_sum += kl_per_dim.detach().double().sum(0)
+        kept = sum(len(part) for part, _ in self.mi_rows)
+        if kept < MI_ITEMS:
+            rows = slice(0, MI_ITEMS - kept)
+            self.mi_rows.append((mu[rows].float().cpu(), logvar.detach()[rows].float().cpu()))
+
+    def reduce(self, place) -> None:
+        """Add every rank's sums (``place`` is a ``polyvae.distributed.Context``); each rank then
+        holds the totals, and the MI rows of the lowest ranks up to MI_ITEMS."""
+        if not place.enabled:
+            return
+        for tensor in (self.totals, self.mu_sum, self.mu_sq_sum, self.kl_dim_sum):
+            place.sum_(tensor)
+        parts = place.gather(self._mi_tensors())
+        rows = [part for part in parts if part is not None]
+        mu = torch.cat([mu for mu, _ in rows])[:MI_ITEMS] if rows else torch.zeros(0)
+        logvar = torch.cat([lv for _, lv in rows])[:MI_ITEMS] if rows else torch.zeros(0)
+        self.mi_rows = [(mu, logvar)] if rows else []
+
+    def _mi_tensors(self) -> tuple[Tensor, Tensor] | None:
+        if not self.mi_rows:
+            return None
+        return torch.cat([mu for mu, _ in self.mi_rows]), torch.cat([lv for _, lv in self.mi_rows])
+
+    def latent_variance(self) -> Tensor | None:
+        """Var_x E_q[z_d] (unbiased, as torch.var), or None under two items."""
+        count = self.count
+        if count < 2:
+            return None
+        return (self.mu_sq_sum - self.mu_sum.pow(2) / count) / (count - 1)
+
+    def active_units(self) -> int:
+        variance = self.latent_variance()
+        return 0 if variance is None else int((variance > ACTIVE_UNIT_THRESHOLD).sum())
+
+    def mutual_information(self) -> float:
+        rows = self._mi_tensors()
+        return 0.0 if rows is None else mutual_information(*rows)
+
+    def results(self) -> dict[str, float]:
+        """Per-item ELBO, reconstruction and KL in nats, active units and mutual information."""
+        count = max(self.count, 1)
+        log_px, kl = (self.totals[:2] / count).tolist()
+        return {
+            "elbo": log_px - kl,
+            "recon": -log_px,
+            "kl": kl,
+            "active_units": self.active_units(),
+            "mutual_info": self.mutual_information(),
+        }
+
+    def kl_per_dim_max(self) -> float:
+        return float((self.kl_dim_sum / max(self.count, 1)).max())

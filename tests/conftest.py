@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from polyvae.callbacks import Callback
 from polyvae.registry import Registry, reset_registry
-from polyvae.trainer import Callback
 
 SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT))

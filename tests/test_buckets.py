@@ -32,10 +32,10 @@ def spread(batches, sizes) -> float:
 def test_bucketed_batches_hold_the_same_items_with_less_padding(tmp_path):
     bucketed = trainer(tmp_path, "a", length_buckets=50)
     plain = trainer(tmp_path, "b", length_buckets=0)
-    assert plain.sizes is None and bucketed.sizes is not None
-    sizes = bucketed.sizes
+    assert plain.data.sizes is None and bucketed.data.sizes is not None
+    sizes = bucketed.data.sizes
     for epoch in (0, 1):
-        with_buckets, without = bucketed._epoch_batches(epoch), plain._epoch_batches(epoch)
+        with_buckets, without = bucketed.data.epoch_batches(epoch), plain.data.epoch_batches(epoch)
         assert len(with_buckets) == len(without) == 22  # 360 training items, 16 a batch
         assert all(len(batch) == 16 for batch in with_buckets)
         assert torch.equal(torch.cat(with_buckets).sort().values, torch.cat(without).sort().values)
@@ -43,10 +43,10 @@ def test_bucketed_batches_hold_the_same_items_with_less_padding(tmp_path):
         assert spread(with_buckets, sizes) < 0.25 * spread(without, sizes)
     # The order is fixed by (seed, epoch): resume and the other ranks see the same batches.
     again = trainer(tmp_path, "c", length_buckets=50)
-    first = bucketed._epoch_batches(0)
-    assert all(torch.equal(x, y) for x, y in zip(first, again._epoch_batches(0), strict=True))
+    first = bucketed.data.epoch_batches(0)
+    assert all(torch.equal(x, y) for x, y in zip(first, again.data.epoch_batches(0), strict=True))
     assert not all(
-        torch.equal(x, y) for x, y in zip(first, bucketed._epoch_batches(1), strict=True)
+        torch.equal(x, y) for x, y in zip(first, bucketed.data.epoch_batches(1), strict=True)
     )
     # Batches are shuffled after sorting: lengths do not simply rise through the epoch.
     longest = [int(sizes[batch].max()) for batch in first]

@@ -8,9 +8,9 @@ import gzip
 import pytest
 
 from polyvae.cache import cache_folder
+from polyvae.dataset import read_items
 from polyvae.errors import UserError
 from polyvae.registry import get_domain
-from polyvae.trainer import read_items
 
 SMILES = ["CCO", "c1ccccc1", "CC(=O)O", "not a molecule", "CCN", "C1CC1"]
 

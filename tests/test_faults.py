@@ -17,10 +17,11 @@ from conftest import polyvae_command, processes
 from polyvae_gaussmix import GaussianDecoder, mixture
 
 import polyvae
+from polyvae.callbacks import Callback
 from polyvae.cli import build_cli
 from polyvae.files import load_tensors
 from polyvae.plugins.molecules.metrics import default_n_jobs
-from polyvae.trainer import MAX_BAD_STEPS, Callback
+from polyvae.trainer import MAX_BAD_STEPS
 
 FAST = {"batch_size": 16, "latent_dim": 3, "hidden": 16, "threads": 1, "lr_warmup_steps": 5}
 STEPS_PER_EPOCH = 18  # 320 items, 32 held out, batches of 16

@@ -17,6 +17,7 @@ from PIL import Image
 
 import polyvae
 from polyvae.cli import build_cli
+from polyvae.evaluation import EvaluationSettings
 from polyvae.report import build_report
 
 SECTIONS = ("summary", "curves", "kl", "latent", "gallery", "metrics")
@@ -166,7 +167,9 @@ def test_builtin_galleries(domain, titles):
 def test_molecule_metrics_sit_beside_the_moses_paper_rows():
     model = polyvae.load("molecules", device="cpu")
     molecules = bundled_molecules(400)
-    report = build_report(model, molecules[:200], molecules[200:], samples=100, k=2)
+    report = build_report(
+        model, molecules[:200], molecules[200:], EvaluationSettings(samples=100, k=2)
+    )
     assert report.metrics_header[2:] == ["MOSES VAE (paper)", "MOSES CharRNN (paper)"]
     rows = {row[0]: row for row in report.metrics_rows}
     assert rows["FCD/Test"][2] == "0.099" and rows["novelty"][3] == "0.842"

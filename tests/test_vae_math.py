@@ -10,7 +10,8 @@ import torch
 from polyvae.config import ENGINE_OPTIONS
 from polyvae.schedules import beta_at, lr_factor
 from polyvae.vae import (
-    active_units,
+    MI_ITEMS,
+    LatentStatistics,
     gaussian_kl,
     gaussian_log_density,
     kl_penalty,
@@ -78,10 +79,31 @@ def test_learning_rate_warmup_then_cosine():
     assert lr_factor(1000, 1000, 100, 0.1) == pytest.approx(0.1)
 
 
+def latent_statistics(mu, logvar, batch=64):
+    statistics = LatentStatistics(mu.shape[1])
+    for part_mu, part_logvar in zip(mu.split(batch), logvar.split(batch), strict=True):
+        statistics.add_posterior(part_mu, part_logvar)
+    return statistics
+
+
 def test_active_units_counts_varying_means():
     torch.manual_seed(0)
     mu = torch.cat([torch.randn(500, 3), 0.01 * torch.randn(500, 2)], dim=1)
-    assert active_units(mu) == 3
+    statistics = latent_statistics(mu, torch.zeros_like(mu))
+    assert statistics.active_units() == 3
+    # The float64 sums give torch.var's unbiased variance, batch by batch.
+    assert statistics.latent_variance().float() == pytest.approx(mu.var(dim=0), rel=1e-4)
+
+
+def test_latent_statistics_keep_the_first_items_for_mutual_information():
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(2500, 2), torch.full((2500, 2), -1.0)
+    statistics = latent_statistics(mu, logvar)
+    assert statistics.count == 2500
+    torch.manual_seed(1)
+    expected = mutual_information(mu[:MI_ITEMS], logvar[:MI_ITEMS])
+    torch.manual_seed(1)
+    assert statistics.mutual_information() == pytest.approx(expected)
 
 
 def test_mutual_information_bounds():

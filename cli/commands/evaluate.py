@@ -12,19 +12,19 @@ from polyvae.cli.options import (
     device_option,
     evaluation_options,
     json_option,
+    prior_option,
     seed_option,
     temperature_option,
 )
 from polyvae.cli.tables import format_value, table
 from polyvae.wording import plural
 
-DEFAULT_METRIC_SAMPLES = 1000  # evaluate's and report's -n
-
 
 @click.command("evaluate")
 @click.argument("run")
 @evaluation_options
 @temperature_option(default=1.0)
+@prior_option
 @seed_option(default=0)
 @json_option
 @device_option()
@@ -35,14 +35,18 @@ def evaluate_command(
     importance_samples: int | None,
     likelihood_items: int | None,
     temperature: float,
+    prior: str | None,
     seed: int,
     as_json: bool,
     device: str,
 ) -> None:
-    """ELBO, IWAE NLL, KL, active units, mutual information and the domain's metrics.
+    """ELBO, IWAE NLL, KL, active units, mutual information, reconstruction, how well each prior
+    covers the codes, and the domain's sample metrics (under the other prior too, prefixed, when
+    the run has a fitted prior).
 
     For a run directory the results are also saved in RUN/evaluation.json (`polyvae runs` and
     `polyvae compare` show them)."""
+    from polyvae.evaluation import EvaluationSettings, run_evaluation
     from polyvae.model import load
     from polyvae.run import RunDir
 
@@ -50,31 +54,20 @@ def evaluate_command(
     record_in = RunDir(run) if Path(run).is_dir() else None
     weights = record_in.weights_signature() if record_in else None
     model = load(run, device=device)
-    importance_samples, likelihood_items = model.evaluation_defaults(
-        importance_samples, likelihood_items
-    )
     training, reference = held_out(model, data)
-    samples = DEFAULT_METRIC_SAMPLES if samples is None else samples
-    results = model.evaluate(
-        reference,
+    asked = EvaluationSettings(
         k=importance_samples,
+        likelihood_items=likelihood_items,
         samples=samples,
         temperature=temperature,
         seed=seed,
-        training=training,
-        likelihood_items=likelihood_items,
+        data=str(data.resolve()) if data is not None else None,
+        prior=prior,
     )
+    results, settings = run_evaluation(model, reference, training, asked)
     if record_in is not None:
-        settings = {
-            "data": str(data.resolve()) if data is not None else None,
-            "k": importance_samples,
-            "samples": samples,
-            "likelihood_items": likelihood_items,
-            "temperature": temperature,
-            "seed": seed,
-        }
         try:
-            record_in.write_evaluation(results, settings, weights=weights)
+            record_in.write_evaluation(results, settings.to_dict(), weights=weights)
         except OSError as error:
             reason = error.strerror or type(error).__name__
             click.echo(
@@ -119,6 +112,7 @@ def report_command(
 ) -> None:
     """Write a self-contained HTML report of RUN: training curves, KL per latent dimension, a
     map of the latent space, the domain's gallery and its metrics beside published results."""
+    from polyvae.evaluation import EvaluationSettings
     from polyvae.model import load
     from polyvae.report import build_report, write_html, write_pngs
     from polyvae.run import RunDir
@@ -136,10 +130,12 @@ def report_command(
         model,
         held,
         training,
-        samples=DEFAULT_METRIC_SAMPLES if samples is None else samples,
-        k=importance_samples,
-        likelihood_items=likelihood_items,
-        seed=seed,
+        EvaluationSettings(
+            k=importance_samples,
+            likelihood_items=likelihood_items,
+            samples=samples,
+            seed=seed,
+        ),
         colour_by=colour_by,
         evaluation=evaluation,
         log=lambda message: click.echo(message, err=True),

@@ -103,9 +103,9 @@ def score_command(ctx, run, data, output, importance_samples, seed, device, npro
 
     With --nproc N (or launched by torchrun) each process scores a share of the items and
     rank 0 writes all the scores, in input order."""
+    from polyvae.dataset import read_items
     from polyvae.distributed import session, worker_device
     from polyvae.model import load
-    from polyvae.trainer import read_items
 
     with session() as place:
         if nproc > 1:  # checked here once, then every worker reads --data itself

@@ -164,7 +164,7 @@ def strongest_dimensions(model, limit: int = MAX_TRAVERSED) -> list[int]:
 def _images(model, data: Path | None) -> list[Image]:
     if data is None:
         return model.data_splits()[1]
-    from polyvae.trainer import read_items
+    from polyvae.dataset import read_items
 
     items, report = read_items(model.domain, data, model.config | {"max_items": 0})
     if report.skipped:

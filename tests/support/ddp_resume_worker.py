@@ -11,7 +11,7 @@ import torch.distributed as dist
 from polyvae_gaussmix import GaussMixDomain, mixture
 
 import polyvae
-from polyvae.trainer import Callback
+from polyvae.callbacks import Callback
 
 CONFIG = {
     "batch_size": 32,
