@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from polyvae.cli.commands.evaluate import evaluate_command, report_command
+from polyvae.cli.commands.fit_prior import fit_prior_command
 from polyvae.cli.commands.per_item import (
     encode_command,
     interpolate_command,
@@ -28,6 +29,7 @@ EXIT_USER_ERROR = 2
 COMMANDS = (
     plugins_command,
     train_command,
+    fit_prior_command,
     sample_command,
     evaluate_command,
     reconstruct_command,

@@ -38,6 +38,14 @@ def output_option(help: str = "Write to this file.", required: bool = False) -> 
     )
 
 
+prior_option = click.option(
+    "--prior",
+    type=click.Choice(("standard", "fitted")),
+    help="Where latent points come from: N(0, I), or the density fitted to the training codes "
+    "(polyvae fit-prior). Default: fitted when the run has one.",
+)
+
+
 def evaluation_options(function: Any) -> Any:
     """--data, -n, -k and --likelihood-items, as evaluate and report take them."""
     for option in reversed(

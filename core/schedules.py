@@ -43,3 +43,29 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# The KL-target controller: a PI controller on log beta (in the spirit of ControlVAE, Shao et al.
+# 2020), driven by the relative error of the step's KL. The proportional term answers a deviation
+# at once, the integral term removes the lasting one; the error is clipped so that one wild step
+# cannot swing beta by more than a factor e.
+KL_GAIN_PROPORTIONAL = 1.0
+KL_GAIN_INTEGRAL = 0.05
+KL_BETA_RANGE = (1e-4, 100.0)
+KL_BETA_START = 1e-3
+
+
+def initial_kl_integral(config: Mapping[str, Any]) -> float:
+    """The controller's integral term (log beta) before the first step: small, as a warm-up
+    would start, so the latent comes into use before beta holds it at the target."""
+    return math.log(max(config["beta_min"], KL_BETA_START))
+
+
+def controlled_beta(integral: float, kl: float, target: float) -> tuple[float, float]:
+    """The next step's beta and the updated integral term, after a step whose KL (nats per
+    item) was ``kl``, for a ``target`` in nats per item."""
+    low, high = (math.log(bound) for bound in KL_BETA_RANGE)
+    error = max(-1.0, min(1.0, (kl - target) / max(target, 1.0)))
+    integral = max(low, min(high, integral + KL_GAIN_INTEGRAL * error))
+    log_beta = max(low, min(high, integral + KL_GAIN_PROPORTIONAL * error))
+    return math.exp(log_beta), integral

@@ -59,6 +59,7 @@ def test_evaluate_uses_the_domains_defaults_and_records_them(runs_folder, domain
         "likelihood_items": 7,
         "temperature": 1.0,
         "seed": 0,
+        "prior": "fitted",  # training fitted one, and evaluate samples from it by default
     }
     assert record["results"] == printed
     weights = (run / "model.safetensors").stat()

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from polyvae_gaussmix import mixture
 
 import polyvae
+from polyvae.callbacks import Callback
 from polyvae.cli import build_cli
 from polyvae.tensorboard import TensorBoardLogger, epoch_tag
-from polyvae.trainer import Callback
 
 event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator",

@@ -35,6 +35,7 @@ def test_cli_training_learns(tmp_path, plugin_site, mixture_csv, registry):
         "codec",
         "metrics.jsonl",
         "model.safetensors",
+        "prior",
         "run.json",
     ]
     meta = json.loads((run_dir / "run.json").read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from polyvae.cli.options import device_option
+from polyvae.cli.options import device_option, prior_option
 from polyvae.errors import UserError
 from polyvae.plugins.molecules import chemistry, molecules_group
 from polyvae.plugins.molecules.metrics import morgan_fingerprint, tanimoto
@@ -22,15 +22,17 @@ from polyvae.wording import plural
 @click.option("--radius", type=click.FloatRange(min=0.0), default=0.5, show_default=True)
 @click.option("--seed", type=int)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the analogues.")
+@prior_option
 @device_option()
-def neighbours_command(run, smiles, count, radius, seed, output, device) -> None:
+def neighbours_command(run, smiles, count, radius, seed, output, prior, device) -> None:
     """Sample around SMILES's latent point; list distinct valid analogues by Tanimoto similarity
-    (Morgan radius 2, 1024 bits) to the seed."""
+    (Morgan radius 2, 1024 bits) to the seed. --radius is in units of each latent dimension's
+    spread under the prior."""
     from polyvae.model import load
 
     model = load(run, device=device)
     seed_smiles = model.domain.parse_item(smiles)
-    decoded = model.neighbours(seed_smiles, n=count, radius=radius, seed=seed)
+    decoded = model.neighbours(seed_smiles, n=count, radius=radius, seed=seed, prior=prior)
     valid = [item for item in dict.fromkeys(decoded) if chemistry.parse(item) is not None]
     reference = morgan_fingerprint(seed_smiles)
     ranked = sorted(
@@ -63,8 +65,9 @@ def neighbours_command(run, smiles, count, radius, seed, output, device) -> None
 @click.option("--radius", type=click.FloatRange(min=0.0), default=1.0, show_default=True)
 @click.option("--seed", type=int)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the top molecules.")
+@prior_option
 @device_option()
-def optimize_command(run, objective, count, steps, radius, seed, output, device) -> None:
+def optimize_command(run, objective, count, steps, radius, seed, output, prior, device) -> None:
     """Search the latent space for molecules scoring high on --objective, scored by RDKit.
 
     A property the run's head predicts (trained with --set predict=NAME) is climbed by gradient
@@ -101,7 +104,9 @@ def optimize_command(run, objective, count, steps, radius, seed, output, device)
             def goal(items):
                 return chemistry.properties(items, [objective])[:, 0]
 
-    ranked = model.optimize(goal, n=count, steps=steps, start=start, radius=radius, seed=seed)
+    ranked = model.optimize(
+        goal, n=count, steps=steps, start=start, radius=radius, seed=seed, prior=prior
+    )
     if not ranked:
         raise UserError("the search found no valid molecule; try more --steps or a larger --radius")
     scores = np.array([value for _, value in ranked])

@@ -1,0 +1,181 @@
+"""The latent's two tools: the KL-target controller and fitted priors (issue: rate control and
+fitted priors for every domain)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import StopAt, gaussmix_only, run_polyvae
+
+import polyvae
+from polyvae.cli import build_cli
+from polyvae.errors import RunError, UserError
+from polyvae.files import load_tensors
+from polyvae.priors import GaussianMixture, fit_prior, load_prior, save_prior
+from polyvae.schedules import KL_GAIN_INTEGRAL, controlled_beta
+
+QUICK = {"batch_size": 64, "latent_dim": 4, "lr_warmup_steps": 10, "beta_warmup_steps": 50}
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tmp_path_factory, mixture_csv):
+    """A gaussmix run trained with the default fit_prior (a Gaussian mixture)."""
+    out = tmp_path_factory.mktemp("latent") / "run"
+    with gaussmix_only():
+        polyvae.train(
+            "gaussmix",
+            data=mixture_csv,
+            config=QUICK | {"epochs": 3, "prior_components": 3},
+            out=out,
+            progress=False,
+            log=lambda message: None,
+        )
+    return out
+
+
+def test_controller_raises_beta_above_the_target_and_lowers_it_below():
+    integral = np.log(0.1)
+    above, _ = controlled_beta(integral, kl=20.0, target=10.0)
+    below, _ = controlled_beta(integral, kl=5.0, target=10.0)
+    assert below < 0.1 < above
+    # One wild step moves beta by at most the clipped error's share: a factor e^(1 + Ki).
+    wild, _ = controlled_beta(integral, kl=1e6, target=10.0)
+    assert wild == pytest.approx(0.1 * np.exp(1 + KL_GAIN_INTEGRAL))
+
+
+def test_kl_target_holds_the_validation_kl_near_the_target(tmp_path, mixture_csv, registry):
+    target = 3.0
+    polyvae.train(
+        "gaussmix",
+        data=mixture_csv,
+        config=QUICK | {"epochs": 25, "kl_target": target, "fit_prior": "none", "patience": 0},
+        out=tmp_path / "run",
+        progress=False,
+        log=lambda message: None,
+    )
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    last = records[-1]
+    assert last["kl_target"] == target
+    assert last["val_kl"] == pytest.approx(target, rel=0.15)
+    # Beta is the controller's: it moves with the KL rather than following a schedule.
+    betas = [record["beta"] for record in records]
+    assert len(set(betas)) > 1
+
+
+def test_kl_target_resumes_exactly(tmp_path, mixture_csv, registry):
+    config = QUICK | {"epochs": 4, "kl_target": 2.0, "fit_prior": "none"}
+    polyvae.train("gaussmix", mixture_csv, config, out=tmp_path / "a", progress=False, log=print)
+    stopped = polyvae.train(
+        "gaussmix",
+        mixture_csv,
+        config,
+        out=tmp_path / "b",
+        progress=False,
+        callbacks=[StopAt(40)],  # mid-epoch, with the controller well under way
+        log=print,
+    )
+    assert stopped.status == "interrupted"
+    polyvae.train("gaussmix", resume=tmp_path / "b", progress=False, log=print)
+
+    def weights(run):
+        return load_tensors(run / "checkpoint" / "model.safetensors")
+
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_training_fits_a_prior_that_loads_in_a_fresh_process(fitted_run, plugin_site, domain):
+    record = json.loads((fitted_run / "prior" / "prior.json").read_text())
+    assert record["kind"] == "gmm" and record["settings"]["components"] == 3
+    fit = record["fit"]
+    assert fit["held_out_log_likelihood"] > fit["standard_normal_held_out_log_likelihood"]
+    fresh = run_polyvae(
+        ["sample", fitted_run, "-n", 3, "--seed", 4, "--prior", "fitted"], site=plugin_site
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    expected = [domain.format_item(item) for item in polyvae.load(fitted_run).sample(3, seed=4)]
+    assert fresh.stdout.split("\n")[:3] == expected
+
+
+def test_sampling_from_the_fitted_prior_is_seeded_and_differs_from_the_standard(
+    fitted_run, registry
+):
+    model = polyvae.load(fitted_run)
+    again = polyvae.load(fitted_run)
+    first = np.array(model.sample(20, seed=3))
+    assert np.array_equal(first, np.array(again.sample(20, seed=3)))
+    standard = np.array(model.sample(20, seed=3, prior="standard"))
+    assert not np.allclose(first, standard)
+    assert model.prior("standard").kind == "standard"
+
+
+def test_a_run_without_a_prior_samples_from_the_standard_normal(tmp_path, mixture_csv, registry):
+    polyvae.train(
+        "gaussmix",
+        mixture_csv,
+        QUICK | {"epochs": 1, "fit_prior": "none"},
+        out=tmp_path / "run",
+        progress=False,
+        log=print,
+    )
+    model = polyvae.load(tmp_path / "run")
+    assert model.prior().kind == "standard"
+    with pytest.raises(UserError, match="no fitted prior"):
+        model.prior("fitted")
+
+
+def test_a_planted_pickle_in_place_of_the_prior_is_refused(tmp_path):
+    codes = np.random.default_rng(0).standard_normal((200, 3))
+    prior, record = fit_prior(codes, "gmm", 2)
+    save_prior(tmp_path, prior, record)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "prior.safetensors").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(RunError, match="not a readable safetensors file"):
+        load_prior(tmp_path, 3)
+    assert not marker.exists()
+
+
+def test_both_prior_kinds_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    # Codes on a narrow, shifted, tilted ellipse: far likelier under a fitted density.
+    codes = rng.standard_normal((1000, 2)) @ np.array([[1.0, 0.9], [0.0, 0.2]]) + 1.5
+    for kind in ("gmm", "flow"):
+        prior, record = fit_prior(codes, kind, components=2, seed=1)
+        held_out = record["held_out_log_likelihood"]
+        assert held_out > record["standard_normal_held_out_log_likelihood"] + 1.0
+        save_prior(tmp_path / kind, prior, record)
+        loaded, meta = load_prior(tmp_path / kind, 2)
+        assert meta["kind"] == kind
+        draws = loaded.sample(4, torch.Generator().manual_seed(0))
+        assert torch.allclose(draws, prior.sample(4, torch.Generator().manual_seed(0)))
+    assert isinstance(load_prior(tmp_path / "gmm", 2)[0], GaussianMixture)
+    with pytest.raises(RunError, match="2-dimensional"):
+        load_prior(tmp_path / "gmm", 3)
+
+
+def test_fit_prior_command_and_evaluate_report_both_priors(fitted_run, registry):
+    runner = CliRunner()
+    result = runner.invoke(
+        build_cli(), ["fit-prior", str(fitted_run), "--components", "2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["items"] > 0
+    result = runner.invoke(build_cli(), ["evaluate", str(fitted_run), "-n", "50", "--json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.output)
+    assert "fitted_prior_log_likelihood" in results
+    assert any(name.startswith("standard_prior/") for name in results)
+    record = json.loads((fitted_run / "evaluation.json").read_text())
+    assert record["settings"]["prior"] == "fitted"
+    refused = runner.invoke(build_cli(), ["fit-prior", "gaussmix"])
+    assert refused.exit_code == 2 and "run directory" in refused.output
