@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from polyvae.dataset import read_run_data
 from polyvae.device import autocast, fast_decoding, resolve_device
 from polyvae.distributed import SINGLE, Context, derived_seeds
 from polyvae.domain import Batch, Domain
-from polyvae.errors import UserError
+from polyvae.errors import UnencodableItem, UserError
 from polyvae.priors import (
     PRIOR_CHOICES,
     FittedPrior,
@@ -30,6 +30,9 @@ from polyvae.priors import (
 )
 from polyvae.run import LoadedRun, build_vae, load_weights, open_run, resolve_run_path
 from polyvae.vae import ACTIVE_UNIT_THRESHOLD
+
+if TYPE_CHECKING:
+    from polyvae.evaluation import Progress
 
 # Rounds of extra draws ``sample(unique=True / valid_only=True)`` makes before giving up.
 MAX_SAMPLING_ROUNDS = 10
@@ -123,13 +126,15 @@ class Model:
         unique: bool = False,
         valid_only: bool = False,
         prior: str | None = None,
+        progress: Progress | None = None,
         **generate_options: Any,
     ) -> list[Any]:
         """``n`` new items from z drawn from the ``prior`` (:meth:`prior`). ``temperature`` is
         the decoder's (0: most likely output for each z). For a conditional model, ``condition``
         gives target property values; those left out are set to the training mean. ``unique``
         and ``valid_only`` draw more until ``n`` distinct (by formatted text) or valid items are
-        found; after ``MAX_SAMPLING_ROUNDS`` rounds the list may come back shorter, never padded."""
+        found; after ``MAX_SAMPLING_ROUNDS`` rounds the list may come back shorter, never padded.
+        ``progress`` (:class:`polyvae.evaluation.Progress`) is told of each decoded batch."""
         chunks = self.sample_chunks(
             n,
             temperature=temperature,
@@ -138,6 +143,7 @@ class Model:
             unique=unique,
             valid_only=valid_only,
             prior=prior,
+            progress=progress,
             **generate_options,
         )
         return [item for chunk in chunks for item in chunk]
@@ -153,6 +159,8 @@ class Model:
         chunk_size: int = SAMPLE_CHUNK,
         place: Context = SINGLE,
         prior: str | None = None,
+        tally: SamplingTally | None = None,
+        progress: Progress | None = None,
         **generate_options: Any,
     ) -> Iterator[list[Any]]:
         """:meth:`sample` as a stream of lists of at most ``chunk_size`` items, decoded one chunk
@@ -165,7 +173,11 @@ class Model:
         i on rank i % world_size) and send them to rank 0, which filters them in chunk order
         and yields exactly what one process would; the other ranks yield nothing, but must
         iterate to do their share. ``valid_only`` is checked on the rank that decoded the
-        chunk, ``unique`` on rank 0."""
+        chunk, ``unique`` on rank 0. A ``tally`` counts on rank 0 how many items were decoded
+        and, under ``valid_only``, how many of them were valid. ``progress``
+        (:class:`polyvae.evaluation.Progress`) is told on rank 0 how many items were decoded (of
+        those planned so far) and kept: after each batch in one process, after each chunk under
+        torchrun."""
         if n < 0:
             raise UserError("the number of samples must be zero or more")
         if chunk_size < 1:
@@ -174,7 +186,18 @@ class Model:
         row = self._condition_from_targets(condition, 1)
         draw = self.prior(prior)
         return self._sample_chunks(
-            n, temperature, seed, row, unique, valid_only, chunk_size, place, draw, generate_options
+            n,
+            temperature,
+            seed,
+            row,
+            unique,
+            valid_only,
+            chunk_size,
+            place,
+            draw,
+            tally or SamplingTally(),
+            progress,
+            generate_options,
         )
 
     def _sample_chunks(
@@ -188,13 +211,20 @@ class Model:
         chunk_size,
         place,
         prior,
+        tally,
+        progress,
         generate_options,
     ) -> Iterator[list[Any]]:
         if seed is None:  # a fresh stream, the same on every rank
             seed = place.broadcast(secrets.randbits(62))
-        kept = 0
+        kept = planned = 0
         seen: set[int] = set()
         first_chunk = 0
+
+        def decoding(count: int) -> None:  # in one process, after each batch of a chunk
+            progress("sampling", tally.drawn + count, planned, kept=kept)
+
+        batches = decoding if progress is not None and not place.enabled else None
         for round_number in range(MAX_SAMPLING_ROUNDS if unique or valid_only else 1):
             missing = n - kept
             if missing <= 0:
@@ -202,13 +232,14 @@ class Model:
             # Ask for extra draws once we have seen how many get filtered out.
             draws = missing if round_number == 0 else min(10 * missing + 64, 20 * n)
             sizes = [min(chunk_size, draws - start) for start in range(0, draws, chunk_size)]
+            planned += draws
             # One step decodes world_size chunks at once; a step never spans two rounds, as
             # the next round's size depends on what this one kept.
             for step in range(0, len(sizes), place.world_size):
                 if kept >= n:
                     break
                 mine = step + place.rank
-                decoded = []
+                decoded: tuple[list[Any], int] = ([], 0)
                 if mine < len(sizes):
                     decoded = self._decode_chunk(
                         derived_seeds(seed, first_chunk + mine),
@@ -217,10 +248,13 @@ class Model:
                         temperature,
                         valid_only,
                         prior,
+                        batches,
                         generate_options,
                     )
                 chunks = []
-                for items in place.gather_to_main(decoded) or []:
+                for items, drawn in place.gather_to_main(decoded) or []:
+                    tally.drawn += drawn
+                    tally.valid += len(items) if valid_only else 0
                     chunk = []
                     for item in items:
                         if kept + len(chunk) >= n:
@@ -236,18 +270,23 @@ class Model:
                         chunks.append(chunk)
                 # Before yielding, so that the other ranks decode on while rank 0 writes.
                 kept = place.broadcast(kept)
+                if progress is not None and place.is_main:
+                    progress("sampling", tally.drawn, planned, kept=kept)
                 yield from chunks
             first_chunk += len(sizes)
 
     def _decode_chunk(
-        self, seeds, size, row, temperature, valid_only, prior, generate_options
-    ) -> list[Any]:
+        self, seeds, size, row, temperature, valid_only, prior, batches, generate_options
+    ) -> tuple[list[Any], int]:
+        """The chunk's items (its valid ones under ``valid_only``) and how many were decoded."""
         latent_seed, decoding_seed = seeds
         z = prior.sample(size, torch.Generator().manual_seed(latent_seed))
         items = self._generate(
-            z, row.expand(size, -1), temperature, decoding_seed, **generate_options
+            z, row.expand(size, -1), temperature, decoding_seed, batches=batches, **generate_options
         )
-        return [item for item in items if self.domain.is_valid(item)] if valid_only else items
+        if valid_only:
+            items = [item for item in items if self.domain.is_valid(item)]
+        return items, size
 
     def decode(
         self,
@@ -266,40 +305,86 @@ class Model:
         rows = self._condition_from_targets(condition, len(z))
         return self._generate(z.float(), rows, temperature, seed, **generate_options)
 
-    def posterior(self, items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of q(z | x) for each item, each ``(n, latent_dim)`` on the CPU."""
-        batch = self.codec.encode(list(items))
-        condition = self.item_conditions(items)
-        mus, logvars = [], []
+    def encodable(
+        self, items: Sequence[Any], skipped: dict[int, str] | None = None
+    ) -> tuple[list[int], Batch]:
+        """The positions of the ``items`` the codec can encode, and their batch. Without
+        ``skipped`` an item it cannot encode raises :class:`UnencodableItem`; with it, each such
+        item's position in ``items`` and the reason go into it and the rest are encoded."""
+        items = list(items)
+        try:
+            return list(range(len(items))), self.codec.encode(items)
+        except UnencodableItem as error:
+            if skipped is None:
+                raise
+            reasons = error.reasons
+        skipped.update(reasons)
+        kept = [position for position in range(len(items)) if position not in reasons]
+        return kept, self.codec.encode([items[position] for position in kept]) if kept else {}
+
+    def posterior(
+        self, items: Sequence[Any], skipped: dict[int, str] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | x) for each item, each ``(n, latent_dim)`` on the CPU.
+        An item the codec cannot encode raises :class:`UnencodableItem`, unless ``skipped`` is
+        given: then its rows are NaN and its position and reason go into ``skipped``."""
+        kept, batch = self.encodable(items, skipped)
+        condition = self.item_conditions([items[position] for position in kept])
+        mus = torch.full((len(items), self.latent_dim), math.nan)
+        logvars = mus.clone()
         with torch.no_grad():
-            for index in torch.arange(len(items)).split(self.batch_size):
+            for index in torch.arange(len(kept)).split(self.batch_size):
                 part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
                 cond = condition[index].to(self.device) if self.condition_names else None
                 with autocast(self.device, self.precision):
                     mu, logvar = self.vae.posterior_params(part, cond)
-                mus.append(mu.float().cpu())
-                logvars.append(logvar.float().cpu())
-        if not mus:
-            return torch.zeros(0, self.latent_dim), torch.zeros(0, self.latent_dim)
-        return torch.cat(mus), torch.cat(logvars)
+                rows = torch.tensor(kept)[index]
+                mus[rows], logvars[rows] = mu.float().cpu(), logvar.float().cpu()
+        return mus, logvars
 
     @torch.no_grad()
     def encode(
-        self, items: Sequence[Any], sample: bool = False, seed: int | None = None
+        self,
+        items: Sequence[Any],
+        sample: bool = False,
+        seed: int | None = None,
+        skipped: dict[int, str] | None = None,
     ) -> np.ndarray:
-        """Posterior means (or one posterior sample each) of ``items``: ``(n, latent_dim)``."""
-        mus, logvars = self.posterior(items)
+        """Posterior means (or one posterior sample each) of ``items``: ``(n, latent_dim)``. The
+        rows of items the codec cannot encode are NaN; pass a dict as ``skipped`` to learn why
+        (position -> reason)."""
+        mus, logvars = self.posterior(items, {} if skipped is None else skipped)
         if not sample:
             return mus.numpy()
         noise = torch.randn(mus.shape, generator=self.generator(seed))
         return (mus + noise * (0.5 * logvars).exp()).numpy()
 
     def reconstruct(
-        self, items: Sequence[Any], temperature: float = 0.0, seed: int | None = None
+        self,
+        items: Sequence[Any],
+        temperature: float = 0.0,
+        seed: int | None = None,
+        skipped: dict[int, str] | None = None,
+        progress: Progress | None = None,
     ) -> list[Any]:
-        """Decode each item's posterior mean, under the item's own condition if any."""
-        z = torch.as_tensor(self.encode(items))
-        return self._generate(z, self.item_conditions(items), temperature, seed)
+        """Decode each item's posterior mean, under the item's own condition if any. Items the
+        codec cannot encode come back as None; pass a dict as ``skipped`` to learn why (position
+        -> reason). ``progress`` (:class:`polyvae.evaluation.Progress`) is told of each batch."""
+        reasons: dict[int, str] = {} if skipped is None else skipped
+        mus, _ = self.posterior(items, reasons)
+        kept = [position for position in range(len(items)) if position not in reasons]
+
+        def batches(count: int) -> None:
+            progress("reconstruction", count, len(kept))
+
+        conditions = self.item_conditions([items[position] for position in kept])
+        rebuilt = self._generate(
+            mus[kept], conditions, temperature, seed, batches=batches if progress else None
+        )
+        items_out: list[Any] = [None] * len(items)
+        for position, item in zip(kept, rebuilt, strict=True):
+            items_out[position] = item
+        return items_out
 
     def interpolate(
         self, a: Any, b: Any, steps: int = 8, method: str = "slerp", temperature: float = 0.0
@@ -310,7 +395,7 @@ class Model:
             raise UserError("interpolation needs at least 2 steps")
         if method not in ("slerp", "linear"):
             raise UserError(f"interpolation method {method!r} is not one of: slerp, linear")
-        start, end = torch.as_tensor(self.encode([a, b]))
+        start, end = self.posterior([a, b])[0]
         weights = torch.linspace(0, 1, steps)
         between = _slerp if method == "slerp" else torch.lerp
         path = torch.stack([between(start, end, weight) for weight in weights])
@@ -333,7 +418,7 @@ class Model:
         give close analogues, larger ones more varied items."""
         if n < 1 or radius < 0:
             raise UserError("neighbours needs n >= 1 and radius >= 0")
-        centre = torch.as_tensor(self.encode([item]))
+        centre = self.posterior([item])[0]
         spread = self.prior(prior).spread()
         noise = spread * torch.randn(n, self.latent_dim, generator=self.generator(seed))
         rows = self.item_conditions([item]).repeat(n, 1)
@@ -366,7 +451,7 @@ class Model:
             raise UserError("optimize needs n >= 1 and steps >= 1")
         generator = self.generator(seed)
         density = self.prior(prior)
-        centre = torch.as_tensor(self.encode([start]))[0] if start is not None else density.centre()
+        centre = self.posterior([start])[0][0] if start is not None else density.centre()
         search = LatentSearch(centre, radius * density.spread(), density, generator)
         if isinstance(objective, str):
             score = functools.partial(self._property_scores, objective)
@@ -444,14 +529,27 @@ class Model:
     # --- likelihoods (polyvae.evaluation) -----------------------------------------------------
 
     def score(
-        self, items: Sequence[Any], k: int = 1, seed: int = 0, place: Context = SINGLE
+        self,
+        items: Sequence[Any],
+        k: int = 1,
+        seed: int = 0,
+        place: Context = SINGLE,
+        skipped: dict[int, str] | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """Per-item anomaly scores in nats (:func:`polyvae.evaluation.score`)."""
-        return evaluation.score(self, items, k, seed, place)
+        return evaluation.score(self, items, k, seed, place, skipped, progress)
 
-    def likelihood(self, items: Sequence[Any], k: int = 50, seed: int = 0) -> dict[str, float]:
+    def likelihood(
+        self,
+        items: Sequence[Any],
+        k: int = 50,
+        seed: int = 0,
+        skipped: dict[int, str] | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, float]:
         """ELBO, IWAE NLL, KL, active units and MI (:func:`polyvae.evaluation.likelihood`)."""
-        return evaluation.likelihood(self, items, k, seed)
+        return evaluation.likelihood(self, items, k, seed, skipped, progress)
 
     def evaluate(
         self,
@@ -463,10 +561,22 @@ class Model:
         training: Sequence[Any] = (),
         likelihood_items: int = 1000,
         prior: str | None = None,
+        skipped: dict[int, str] | None = None,
+        progress: Progress | None = None,
     ) -> dict[str, float]:
         """Likelihood, reconstruction and sample metrics (:func:`polyvae.evaluation.evaluate`)."""
         return evaluation.evaluate(
-            self, items, k, samples, temperature, seed, training, likelihood_items, prior
+            self,
+            items,
+            k,
+            samples,
+            temperature,
+            seed,
+            training,
+            likelihood_items,
+            prior,
+            skipped,
+            progress,
         )
 
     def data_splits(self) -> tuple[list[Any], list[Any]]:
@@ -521,10 +631,12 @@ class Model:
         condition: torch.Tensor,
         temperature: float,
         seed: int | None,
+        batches: Callable[[int], None] | None = None,
         **generate_options: Any,
     ) -> list[Any]:
         """Decode latent rows in batches; ``condition`` holds one normalised row per z (or has
-        width 0 for an unconditional model)."""
+        width 0 for an unconditional model). ``batches``, if given, is told after each batch how
+        many items are decoded so far."""
         items: list[Any] = []
         with self.seeded(seed):
             for index in torch.arange(len(z)).split(self.batch_size):
@@ -535,6 +647,8 @@ class Model:
                         decoder_input, temperature=temperature, **generate_options
                     )
                 items.extend(self.codec.decode(_to_cpu(batch)))
+                if batches is not None:
+                    batches(len(items))
         return items
 
     def generator(self, seed: int | None) -> torch.Generator:
@@ -549,6 +663,15 @@ class Model:
         """Seed the decoder's and posterior's sampling for repeatable output, without disturbing
         the caller's global random state."""
         return _SeededScope(seed, self.device)
+
+
+@dataclass
+class SamplingTally:
+    """Items decoded while sampling, and how many were valid when only valid ones were kept:
+    the raw validity that filtering hides."""
+
+    drawn: int = 0
+    valid: int = 0
 
 
 @dataclass

@@ -59,7 +59,7 @@ def test_two_ranks_write_the_file_one_process_writes(run_dir, tmp_path, plugin_s
 
 
 def test_torchrun_prints_unique_items_once_in_chunk_order(run_dir, tmp_path, plugin_site):
-    sample = ["sample", run_dir, "-n", COUNT, "--seed", 2, "--unique", "--valid-only"]
+    sample = ["sample", run_dir, "-n", COUNT, "--seed", 2, "--unique"]
     expected = in_one_process(*sample, "--condition", "first=-0.5").stdout
     spread = torchrun(
         ["-m", "polyvae.cli", *sample, "--condition=first=-0.5"], site=plugin_site, cwd=tmp_path

@@ -4,15 +4,18 @@ the items (molecules: valid, unique, novel; texts: unique; images: the count alo
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import polyvae
 from polyvae.cli import build_cli
 from polyvae.cli.commands.sample import Summary
 from polyvae.domain import Domain
+from polyvae.plugins.molecules.chemistry import parse
 from polyvae.registry import reset_registry
 
 
@@ -51,7 +54,11 @@ def test_summary_without_a_codec_that_knows_the_training_items_says_no_novelty()
 @pytest.mark.parametrize(
     ("domain", "line"),
     [
-        ("molecules", r"sampled 5 items: \d+\.\d% valid, \d+\.\d% unique, \d+\.\d% novel"),
+        (
+            "molecules",
+            r"sampled 5 items: \d+\.\d% of [\d,]+ decoded were valid, 100\.0% unique, "
+            r"\d+\.\d% novel",
+        ),
         ("text", r"sampled 5 items: \d+\.\d% unique"),
         ("images", r"sampled 5 items"),
     ],
@@ -63,3 +70,20 @@ def test_sampling_a_bundled_model_ends_with_its_summary(domain, line):
     assert len(result.stdout.splitlines()) == 5
     summaries = [text for text in result.stderr.splitlines() if text.startswith("sampled ")]
     assert len(summaries) == 1 and re.fullmatch(line, summaries[0]), result.stderr
+
+
+def test_molecules_sample_writes_only_valid_ones_unless_told_to_keep_the_rest(tmp_path):
+    reset_registry(None)
+    data = Path(__file__).resolve().parent.parent / "data" / "molecules" / "train.smi.gz"
+    config = {"representation": "smiles", "max_items": 300, "epochs": 1, "fit_prior": "none"}
+    polyvae.train("molecules", data, config, out=tmp_path / "run", progress=False, log=print)
+    sample = ["sample", str(tmp_path / "run"), "-n", "50", "--seed", "1"]
+    kept = CliRunner().invoke(build_cli(), sample)
+    everything = CliRunner().invoke(build_cli(), [*sample, "--keep-invalid"])
+    assert kept.exit_code == everything.exit_code == 0, kept.output + everything.output
+    # A SMILES model one epoch old writes mostly broken strings: the default drops them.
+    assert sum(parse(smiles) is None for smiles in everything.stdout.split()) > 0
+    written = kept.stdout.split()
+    assert written and all(parse(smiles) is not None for smiles in written)
+    drawn = re.search(r"of ([\d,]+) decoded were valid", kept.stderr)
+    assert drawn and int(drawn.group(1).replace(",", "")) > len(written), kept.stderr

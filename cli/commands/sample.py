@@ -14,9 +14,11 @@ from polyvae.cli.options import (
     device_option,
     output_option,
     prior_option,
+    quiet_option,
     seed_option,
     temperature_option,
 )
+from polyvae.cli.progress import progress_bars
 from polyvae.cli.relaunch import nproc_option, relaunch
 from polyvae.config import PRECISIONS, Option, parse_assignments
 from polyvae.errors import UserError
@@ -32,7 +34,12 @@ from polyvae.wording import plural
 @seed_option(help="Seed for repeatable samples.")
 @click.option("--condition", multiple=True, metavar="NAME=VALUE", help="Target property value.")
 @click.option("--unique", is_flag=True, help="Only distinct items.")
-@click.option("--valid-only", is_flag=True, help="Only items the domain deems valid.")
+@click.option(
+    "--keep-invalid",
+    is_flag=True,
+    help="Also write items the domain deems invalid (by default only valid ones are written, and "
+    "the summary gives the raw validity).",
+)
 @prior_option
 @output_option()
 @device_option()
@@ -43,6 +50,7 @@ from polyvae.wording import plural
     "the fastest this machine computes (bf16, int8 products).",
 )
 @nproc_option()
+@quiet_option
 @click.pass_context
 def sample_command(
     ctx: click.Context,
@@ -52,12 +60,13 @@ def sample_command(
     seed: int | None,
     condition: tuple[str, ...],
     unique: bool,
-    valid_only: bool,
+    keep_invalid: bool,
     prior: str | None,
     output: Path | None,
     device: str,
     precision: str | None,
     nproc: int,
+    quiet: bool,
 ) -> None:
     """Generate items from RUN (a run directory, or a domain name for its bundled model).
 
@@ -68,7 +77,7 @@ def sample_command(
     from polyvae.distributed import session, worker_device
     from polyvae.model import load
 
-    with session() as place:
+    with session() as place, progress_bars(quiet) as progress:
         # With --nproc everything is checked here once, on the CPU, then the workers start.
         model = load(
             run, device="cpu" if nproc > 1 else worker_device(device, place), precision=precision
@@ -83,6 +92,8 @@ def sample_command(
             flags = ", ".join("--" + name.replace("_", "-") for name in write_options)
             raise UserError(f"{flags} apply to the file written with -o")
         targets = {key: _number(key, value) for key, value in parse_assignments(condition).items()}
+        summary = Summary(model)
+        valid_only = summary.judges_validity and not keep_invalid
         # Decoded, printed or written and scored one chunk at a time: memory stays flat for any -n.
         chunks = model.sample_chunks(
             count,
@@ -93,6 +104,8 @@ def sample_command(
             valid_only=valid_only,
             place=place,
             prior=prior,
+            tally=summary.tally if valid_only else None,
+            progress=progress if place.is_main else None,
             **options,
         )
         if nproc > 1:
@@ -101,7 +114,7 @@ def sample_command(
             for _ in chunks:  # this rank's share of the decoding; rank 0 writes
                 pass
             return
-        landing, summary = Landing(model, targets), Summary(model)
+        landing = Landing(model, targets)
         produced = emit_chunks(model, summary.watch(landing.watch(chunks)), output, **write_options)
         if produced < count:
             click.echo(
@@ -119,12 +132,15 @@ class Summary:
     run's codec can tell (``codec.novel(items)``, one flag per item)."""
 
     def __init__(self, model: Any) -> None:
-        from polyvae.domain import Domain  # imports torch, which building the CLI does without
+        from polyvae.domain import Domain
+        from polyvae.model import SamplingTally
 
         self.domain = model.domain
         self.judges_validity = type(self.domain).is_valid is not Domain.is_valid
         self.novel = getattr(model.codec, "novel", None)
         self.count = self.valid = self.novel_count = 0
+        # What sampling decoded, when it kept only the valid items.
+        self.tally = SamplingTally()
         self.distinct: set[str] | None = set()  # None once an item is not text
 
     def watch(self, chunks: Iterable[Sequence[Any]]) -> Iterator[Sequence[Any]]:
@@ -145,7 +161,12 @@ class Summary:
 
     def line(self) -> str:
         shares = []
-        if self.judges_validity:
+        if self.tally.drawn:
+            shares.append(
+                f"{_percent(self.tally.valid, self.tally.drawn)} of {self.tally.drawn:,} decoded "
+                "were valid"
+            )
+        elif self.judges_validity:
             shares.append(f"{_percent(self.valid, self.count)} valid")
         if self.distinct is not None:
             shares.append(f"{_percent(len(self.distinct), self.count)} unique")
