@@ -2,6 +2,8 @@
 
 - uniqueness: share of distinct texts among the generated ones.
 - novelty: share of the distinct generated texts that are not in the training texts.
+- word validity: the share of generated words (``13a`` tokens, case-folded) that occur in the
+  training texts; invented words ("blouered", "recognestablating") lower it.
 - distinct-n (Li et al. 2016): distinct n-grams over all n-grams of all generated texts, words
   split with sacrebleu's ``13a`` tokenizer (the one BLEU uses).
 - self-BLEU (Zhu et al. 2018, Texygen): the mean sentence BLEU of each generated text against all
@@ -37,6 +39,7 @@ def text_metrics(
     return {
         "uniqueness": uniqueness(generated),
         "novelty": novelty(generated, training) if training else math.nan,
+        "word_validity": word_validity(generated, training) if training else math.nan,
         "distinct_1": distinct_n(generated, 1),
         "distinct_2": distinct_n(generated, 2),
         "self_bleu": self_bleu(generated, seed=seed),
@@ -52,6 +55,20 @@ def novelty(texts: Sequence[str], training: Sequence[str]) -> float:
     if not distinct:
         return math.nan
     return len(distinct - set(training)) / len(distinct)
+
+
+def words(text: str) -> list[str]:
+    """A text's words as BLEU sees them (sacrebleu's ``13a`` tokenizer), case-folded."""
+    return Tokenizer13a()(text).casefold().split()
+
+
+def word_validity(texts: Sequence[str], training: Sequence[str]) -> float:
+    """Share of the generated words found in the training texts' vocabulary; NaN for no words."""
+    vocabulary = {word for text in training for word in words(text)}
+    generated = [word for text in texts for word in words(text)]
+    if not generated:
+        return math.nan
+    return sum(word in vocabulary for word in generated) / len(generated)
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

@@ -26,6 +26,7 @@ from polyvae.plugins.text.metrics import (
     self_bleu,
     text_metrics,
     uniqueness,
+    word_validity,
 )
 from polyvae.plugins.text.reader import LabelledText, TextFormat, read_texts
 from polyvae.testing import check_domain
@@ -289,6 +290,15 @@ def test_chrf_credits_one_word_reconstructions_that_bleu_scores_zero():
 def test_metrics_without_training_texts_leave_novelty_nan():
     results = text_metrics(SENTENCES, [])
     assert math.isnan(results["novelty"]) and results["uniqueness"] == 1.0
+    assert math.isnan(results["word_validity"])
+
+
+def test_word_validity_counts_generated_words_the_training_texts_use():
+    training = ["The cat sat.", "A dog ran home"]
+    # 13a splits off the full stop; case is folded: "the", "dog", "." known, "blouered" not.
+    assert word_validity(["the dog blouered."], training) == pytest.approx(3 / 4)
+    assert word_validity(["THE CAT"], training) == 1.0
+    assert math.isnan(word_validity([""], training))
 
 
 # --- domain --------------------------------------------------------------------------------------
