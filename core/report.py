@@ -25,7 +25,12 @@ import torch
 
 from polyvae.domain import Panel, require_property
 from polyvae.errors import RunError, UserError
-from polyvae.evaluation import EvaluationSettings, run_evaluation
+from polyvae.evaluation import (
+    EvaluationSettings,
+    Progress,
+    mutual_information_note,
+    run_evaluation,
+)
 from polyvae.files import atomic_write_bytes, atomic_write_text
 from polyvae.run import RunDir
 from polyvae.vae import ACTIVE_UNIT_THRESHOLD, gaussian_kl
@@ -42,8 +47,9 @@ CURVES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("KL (nats/item)", (("kl", "training"), ("val_kl", "validation"))),
     ("β (KL weight)", (("beta", "β"),)),
     ("Active units", (("active_units", "training"), ("val_active_units", "validation"))),
-    ("Validation ELBO (nats/item)", (("val_elbo", "validation ELBO"),)),
 )
+# The sixth panel: validation reconstruction against validation KL, epoch by epoch.
+RATE_DISTORTION = "Rate-distortion path (validation)"
 NEGATED = {("Loss (nats/item)", "val_elbo")}  # plotted as -ELBO beside the loss
 
 
@@ -80,13 +86,14 @@ def build_report(
     colour_by: str | None = None,
     evaluation: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    progress: Progress | None = None,
 ) -> Report:
     """Everything the report shows for ``model`` (a :class:`polyvae.model.Model`), with
     ``items`` held out from its training and ``training`` (possibly empty) for novelty, its
     metrics evaluated with ``settings`` (default: the domain's; its seed also picks the items
     shown).
     ``evaluation``, a record of ``polyvae evaluate`` (``RunDir.read_evaluation``), supplies the
-    metrics instead of evaluating again."""
+    metrics instead of evaluating again. ``progress`` hears how the evaluation advances."""
     settings = settings or EvaluationSettings()
     if len(items) < 2:
         raise UserError(f"a report needs at least 2 held-out items, got {len(items)}")
@@ -118,12 +125,15 @@ def build_report(
             f"evaluating: IWAE k={resolved.k} on up to {resolved.likelihood_items:,} items, "
             f"{resolved.samples:,} samples"
         )
-        results, resolved = run_evaluation(model, items, training, resolved)
+        results, resolved = run_evaluation(model, items, training, resolved, progress=progress)
         used = resolved.to_dict()
         source = "this report"
     notes["metrics"] = f"Computed by {source}: " + ", ".join(
         f"{name} {value}" for name, value in used.items() if value is not None
     )
+    mutual_information = mutual_information_note(results)
+    if mutual_information:
+        notes["metrics"] += f"; {mutual_information}"
     log("drawing the gallery")
     gallery = domain.gallery(model, shown, settings.seed)
 
@@ -168,7 +178,8 @@ def _curves_plot(history: Sequence[Mapping[str, Any]], best_epoch: int | None) -
 
     figure, axes = _figure(12, 6.5, columns=3, rows=2)
     epochs = [record["epoch"] for record in history]
-    for axis, (title, lines) in zip(axes.flat, CURVES, strict=True):
+    _rate_distortion(axes.flat[len(CURVES)], history, best_epoch)
+    for axis, (title, lines) in zip(axes.flat, CURVES, strict=False):
         drawn = 0
         for key, label in lines:
             values = [_number(record.get(key)) for record in history]
@@ -179,7 +190,7 @@ def _curves_plot(history: Sequence[Mapping[str, Any]], best_epoch: int | None) -
             style = "--" if key.startswith("val_") else "-"
             axis.plot(epochs, values, style, marker="." if len(epochs) < 30 else "", label=label)
             drawn += 1
-        if best_epoch and title.startswith("Validation ELBO"):
+        if best_epoch and title.startswith("Loss"):
             label = f"best (epoch {best_epoch})"
             axis.axvline(best_epoch, color="grey", linestyle=":", label=label)
         axis.set_title(title, fontsize=10)
@@ -192,9 +203,53 @@ def _curves_plot(history: Sequence[Mapping[str, Any]], best_epoch: int | None) -
             axis.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=axis.transAxes)
     caption = (
         f"{len(history)} epochs from metrics.jsonl. Training numbers are the epoch's running "
-        "means under that epoch's β and free bits; validation numbers are the true ELBO (β = 1)."
+        "means under that epoch's β and free bits; validation numbers are the true ELBO (β = 1). "
+        "The rate-distortion path shows where each epoch sat between keeping little in z (left, "
+        "high reconstruction loss) and much (right): a KL target holds it at one rate."
     )
     return Plot("curves", _png(figure), caption)
+
+
+def _rate_distortion(axis: Any, history: Sequence[Mapping[str, Any]], best: int | None) -> None:
+    """Validation reconstruction loss against validation KL, one point an epoch, the path drawn
+    in epoch order; the last epoch and the best one marked."""
+    points = [
+        (record["epoch"], _number(record.get("val_kl")), _number(record.get("val_recon")))
+        for record in history
+    ]
+    points = [point for point in points if not (math.isnan(point[1]) or math.isnan(point[2]))]
+    axis.set_title(RATE_DISTORTION, fontsize=10)
+    axis.set_xlabel("KL, rate (nats/item)")
+    axis.set_ylabel("reconstruction, distortion (nats/item)")
+    axis.grid(alpha=0.3)
+    if not points:
+        axis.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=axis.transAxes)
+        return
+    _, rates, distortions = zip(*points, strict=True)
+    axis.plot(rates, distortions, "-", color="tab:blue", alpha=0.5)
+    axis.scatter(rates, distortions, c=range(len(points)), cmap="viridis", s=12, zorder=3)
+    axis.scatter(
+        rates[-1],
+        distortions[-1],
+        marker="*",
+        s=120,
+        color="tab:red",
+        zorder=4,
+        label=f"end (epoch {points[-1][0]})",
+    )
+    chosen = [point for point in points if point[0] == best]
+    if chosen:
+        axis.scatter(
+            chosen[0][1],
+            chosen[0][2],
+            marker="o",
+            s=80,
+            facecolors="none",
+            edgecolors="black",
+            zorder=4,
+            label=f"best (epoch {best})",
+        )
+    axis.legend(fontsize=8)
 
 
 def _kl_plot(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> Plot:

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import click
 
+from polyvae.cli.commands.per_item import report_skipped
 from polyvae.cli.items import held_out
 from polyvae.cli.options import (
     device_option,
     evaluation_options,
     json_option,
     prior_option,
+    quiet_option,
     seed_option,
     temperature_option,
 )
+from polyvae.cli.progress import progress_bars
 from polyvae.cli.tables import format_value, table
 from polyvae.wording import plural
 
@@ -28,6 +31,7 @@ from polyvae.wording import plural
 @seed_option(default=0)
 @json_option
 @device_option()
+@quiet_option
 def evaluate_command(
     run: str,
     data: Path | None,
@@ -39,6 +43,7 @@ def evaluate_command(
     seed: int,
     as_json: bool,
     device: str,
+    quiet: bool,
 ) -> None:
     """ELBO, IWAE NLL, KL, active units, mutual information, reconstruction, how well each prior
     covers the codes, and the domain's sample metrics (under the other prior too, prefixed, when
@@ -46,7 +51,7 @@ def evaluate_command(
 
     For a run directory the results are also saved in RUN/evaluation.json (`polyvae runs` and
     `polyvae compare` show them)."""
-    from polyvae.evaluation import EvaluationSettings, run_evaluation
+    from polyvae.evaluation import EvaluationSettings, mutual_information_note, run_evaluation
     from polyvae.model import load
     from polyvae.run import RunDir
 
@@ -64,7 +69,10 @@ def evaluate_command(
         data=str(data.resolve()) if data is not None else None,
         prior=prior,
     )
-    results, settings = run_evaluation(model, reference, training, asked)
+    skipped: dict[int, str] = {}
+    with progress_bars(quiet) as progress:
+        results, settings = run_evaluation(model, reference, training, asked, skipped, progress)
+    report_skipped(model, reference, skipped)
     if record_in is not None:
         try:
             record_in.write_evaluation(results, settings.to_dict(), weights=weights)
@@ -78,6 +86,9 @@ def evaluate_command(
     else:
         rows = [(key, format_value(value)) for key, value in results.items()]
         click.echo(table([("metric", "value"), *rows]))
+        note = mutual_information_note(results)
+        if note:
+            click.echo(f"note: {note}", err=True)
 
 
 @click.command("report")
@@ -98,6 +109,7 @@ def evaluate_command(
 @click.option("--colour-by", help="Property that colours the latent map (default: labels).")
 @seed_option(default=0)
 @device_option()
+@quiet_option
 def report_command(
     run: str,
     output: Path | None,
@@ -109,6 +121,7 @@ def report_command(
     colour_by: str | None,
     seed: int,
     device: str,
+    quiet: bool,
 ) -> None:
     """Write a self-contained HTML report of RUN: training curves, KL per latent dimension, a
     map of the latent space, the domain's gallery and its metrics beside published results."""
@@ -126,20 +139,22 @@ def report_command(
         click.echo(
             f"metrics from {RunDir(run).evaluation_path} ({evaluation['evaluated_at']})", err=True
         )
-    report = build_report(
-        model,
-        held,
-        training,
-        EvaluationSettings(
-            k=importance_samples,
-            likelihood_items=likelihood_items,
-            samples=samples,
-            seed=seed,
-        ),
-        colour_by=colour_by,
-        evaluation=evaluation,
-        log=lambda message: click.echo(message, err=True),
-    )
+    with progress_bars(quiet) as progress:
+        report = build_report(
+            model,
+            held,
+            training,
+            EvaluationSettings(
+                k=importance_samples,
+                likelihood_items=likelihood_items,
+                samples=samples,
+                seed=seed,
+            ),
+            colour_by=colour_by,
+            evaluation=evaluation,
+            log=lambda message: click.echo(message, err=True),
+            progress=progress,
+        )
     if output is None:
         output = Path(run) / "report.html" if Path(run).is_dir() else Path(f"{run}-report.html")
     write_html(report, output)

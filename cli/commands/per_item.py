@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,20 @@ import click
 import numpy as np
 
 from polyvae.cli.items import emit, inputs, read
-from polyvae.cli.options import device_option, output_option, seed_option, temperature_option
+from polyvae.cli.options import (
+    device_option,
+    output_option,
+    quiet_option,
+    seed_option,
+    temperature_option,
+)
+from polyvae.cli.progress import progress_bars
 from polyvae.cli.relaunch import nproc_option, relaunch
 from polyvae.errors import UserError
 from polyvae.wording import plural
+
+# Items that cannot be encoded listed one a line on stderr; beyond this many, only counted.
+LISTED_SKIPS = 20
 
 
 @click.command("reconstruct")
@@ -32,9 +42,12 @@ def reconstruct_command(run, items, data, limit, temperature, seed, device) -> N
 
     model = load(run, device=device)
     originals = inputs(model, items, data)[:limit]
-    outputs = model.reconstruct(originals, temperature=temperature, seed=seed)
+    skipped: dict[int, str] = {}
+    outputs = model.reconstruct(originals, temperature=temperature, seed=seed, skipped=skipped)
     for original, rebuilt in zip(originals, outputs, strict=True):
-        click.echo(f"{model.domain.format_item(original)}\t{model.domain.format_item(rebuilt)}")
+        if rebuilt is not None:
+            click.echo(f"{model.domain.format_item(original)}\t{model.domain.format_item(rebuilt)}")
+    report_skipped(model, originals, skipped)
 
 
 @click.command("interpolate")
@@ -75,11 +88,15 @@ def encode_command(run, data, output, sample, seed, device) -> None:
     if output.suffix != ".npy":
         raise UserError(f"encode writes .npy files, not {output.suffix or 'no suffix'}")
     model = load(run, device=device)
-    codes = model.encode(read(model, data), sample=sample, seed=seed)
+    items = read(model, data)
+    skipped: dict[int, str] = {}
+    codes = model.encode(items, sample=sample, seed=seed, skipped=skipped)
     buffer = io.BytesIO()
     np.save(buffer, codes.astype(np.float32), allow_pickle=False)
     atomic_write_bytes(output, buffer.getvalue())
-    click.echo(f"wrote {codes.shape[0]:,} x {codes.shape[1]} latent codes to {output}")
+    report_skipped(model, items, skipped)
+    nan_rows = f" (NaN rows for the {plural(len(skipped), 'skipped item')})" if skipped else ""
+    click.echo(f"wrote {codes.shape[0]:,} x {codes.shape[1]} latent codes to {output}{nan_rows}")
 
 
 @click.command("score")
@@ -97,9 +114,11 @@ def encode_command(run, data, output, sample, seed, device) -> None:
 @seed_option(default=0)
 @device_option()
 @nproc_option()
+@quiet_option
 @click.pass_context
-def score_command(ctx, run, data, output, importance_samples, seed, device, nproc) -> None:
-    """Anomaly scores (nats; higher is more unusual) of --data, written to a CSV file.
+def score_command(ctx, run, data, output, importance_samples, seed, device, nproc, quiet) -> None:
+    """Anomaly scores (nats; higher is more unusual) of --data, written to a CSV file. Items
+    the model cannot encode are listed on stderr and get an empty score.
 
     With --nproc N (or launched by torchrun) each process scores a share of the items and
     rank 0 writes all the scores, in input order."""
@@ -118,8 +137,18 @@ def score_command(ctx, run, data, output, importance_samples, seed, device, npro
             items = read(model, data)
         else:  # the same items; rank 0 reports what was skipped
             items = read_items(model.domain, data, model.config | {"max_items": 0})[0]
-        scores = model.score(items, k=importance_samples, seed=seed, place=place)
+        skipped: dict[int, str] = {}
+        with progress_bars(quiet or not place.is_main) as progress:
+            scores = model.score(
+                items,
+                k=importance_samples,
+                seed=seed,
+                place=place,
+                skipped=skipped,
+                progress=progress,
+            )
         if place.is_main:
+            report_skipped(model, items, skipped)
             _write_scores(model, items, scores, output)
 
 
@@ -130,6 +159,21 @@ def _write_scores(model: Any, items: Sequence[Any], scores: np.ndarray, output: 
     writer = csv.writer(buffer)
     writer.writerow(["index", "item", "score"])
     for index, (item, value) in enumerate(zip(items, scores, strict=True)):
-        writer.writerow([index, model.domain.format_item(item), f"{value:.6f}"])
+        # An item that could not be scored gets an empty cell: CSV's usual missing value.
+        score = "" if np.isnan(value) else f"{value:.6f}"
+        writer.writerow([index, model.domain.format_item(item), score])
     atomic_write_text(output, buffer.getvalue())
     click.echo(f"wrote {plural(len(items), 'score')} to {output}")
+
+
+def report_skipped(model: Any, items: Sequence[Any], skipped: Mapping[int, str]) -> None:
+    """Count and list on stderr the items the model could not encode (``skipped``: position in
+    ``items`` -> why), the first LISTED_SKIPS of them one a line."""
+    if not skipped:
+        return
+    click.echo(f"skipped {plural(len(skipped), 'item')} the model cannot encode:", err=True)
+    for position, reason in list(skipped.items())[:LISTED_SKIPS]:
+        text = model.domain.format_item(items[position])
+        click.echo(f"  item {position + 1:,} '{text}' {reason}", err=True)
+    if len(skipped) > LISTED_SKIPS:
+        click.echo(f"  and {len(skipped) - LISTED_SKIPS:,} more", err=True)
