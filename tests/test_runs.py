@@ -39,7 +39,7 @@ def invoke(*args):
 
 def test_evaluation_defaults_are_the_domains():
     assert (Domain.importance_samples, Domain.likelihood_items) == (50, 1000)
-    assert (ImagesDomain.importance_samples, ImagesDomain.likelihood_items) == (1000, 500)
+    assert (ImagesDomain.importance_samples, ImagesDomain.likelihood_items) == (100, 200)
 
 
 def test_evaluate_uses_the_domains_defaults_and_records_them(runs_folder, domain, monkeypatch):
