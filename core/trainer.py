@@ -90,6 +90,18 @@ class TrainResult:
     epochs: int
     steps: int
     best_val_elbo: float | None
+    best_epoch: int = 0
+    # The run ended in the KL warm-up, whose epochs are kept as they come, not compared.
+    best_in_warmup: bool = False
+
+    def best_line(self) -> str:
+        """How the kept weights were chosen, for the line ``polyvae train`` ends with."""
+        if self.best_val_elbo is None:
+            return "best validation ELBO n/a"
+        best = f"best validation ELBO {self.best_val_elbo:.4f} (epoch {self.best_epoch}"
+        if self.best_in_warmup:
+            return f"{best}, in the KL warm-up: the latest epoch, not compared with earlier ones)"
+        return f"{best})"
 
 
 def train(
@@ -380,8 +392,17 @@ class Trainer:
             if self.place.enabled:
                 self.meta["distributed"] = self._distributed_record()
             self._write_meta()
-        best = self.state.best_score if math.isfinite(self.state.best_score) else None
-        return TrainResult(self.run.path, status, self.state.epoch, self.state.step, best)
+        state = self.state
+        best = state.best_score if math.isfinite(state.best_score) else None
+        return TrainResult(
+            self.run.path,
+            status,
+            state.epoch,
+            state.step,
+            best,
+            state.best_epoch,
+            state.best_in_warmup,
+        )
 
     def fit_prior(self) -> None:
         """Fit the configured prior to the codes of the training items under the best weights
@@ -584,6 +605,8 @@ class Trainer:
             "steps": state.step,
             "best_epoch": state.best_epoch,
             "best_val_elbo": state.best_score,
+            # True: the run ended in the KL warm-up, so its best is the latest epoch, uncompared.
+            "best_in_warmup": state.best_in_warmup,
             "last": {key: value for key, value in record.items() if key != "epoch"},
         }
         self._write_meta()

@@ -88,11 +88,10 @@ def train_command(
         callbacks=callbacks,
         log=(lambda message: None) if quiet else click.echo,
     )
-    best = f"{result.best_val_elbo:.4f}" if result.best_val_elbo is not None else "n/a"
     if is_main_process():
         click.echo(
             f"{result.status}: {plural(result.epochs, 'epoch')}, {plural(result.steps, 'step')}, "
-            f"best validation ELBO {best}; run saved in {result.run_dir}"
+            f"{result.best_line()}; run saved in {result.run_dir}"
         )
     if result.status == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
