@@ -5,22 +5,16 @@ gradient-norm spikes are logged. (SIGINT and SIGTERM: tests/test_train.py.)"""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import polyvae_command, processes
 from polyvae_gaussmix import GaussianDecoder, mixture
 
 import polyvae
 from polyvae.callbacks import Callback
 from polyvae.cli import build_cli
 from polyvae.files import load_tensors
-from polyvae.plugins.molecules.metrics import default_n_jobs
 from polyvae.trainer import MAX_BAD_STEPS
 
 FAST = {"batch_size": 16, "latent_dim": 3, "hidden": 16, "threads": 1, "lr_warmup_steps": 5}
@@ -165,45 +159,3 @@ def test_loss_and_gradient_spikes_are_logged_once_each(tmp_path, registry, fault
         "grad norm spike at step 30",
     ], spikes
     assert "against a median of" in spikes[0] and "over the last 29 steps" in spikes[0]
-
-
-@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
-def test_a_stop_while_sampling_to_a_file_leaves_nothing_behind(tmp_path, stop):
-    """A kill, or a terminal's Ctrl-C (which reaches every process of the command), mid-sample:
-    no output, no temporary file, no traceback, and neither the RDKit worker processes nor
-    multiprocessing's helpers outlive the command."""
-    workers = default_n_jobs()
-    if workers < 2:
-        pytest.skip("one CPU: the writer renders in the main process")
-    out = tmp_path / "many.csv"
-    process = subprocess.Popen(
-        [polyvae_command(), "sample", "molecules", "-n", "200000", "--seed", "0", "-o", out],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, to find every process it started
-        # A shell's background job ignores SIGINT, and Python keeps an inherited SIG_IGN.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        deadline = time.time() + 120
-        # The workers exist once the first chunk is decoded and handed over; beside them run
-        # the command, multiprocessing's forkserver and its resource tracker.
-        while len(processes(group=process.pid)) < workers + 3 and time.time() < deadline:
-            time.sleep(0.2)
-        assert len(processes(group=process.pid)) == workers + 3, "the workers did not start"
-        assert any(path.name.endswith(".tmp") for path in tmp_path.iterdir())
-        if stop == "sigterm":
-            process.send_signal(signal.SIGTERM)
-        else:
-            os.killpg(process.pid, signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        process.kill()
-    # Nothing but click's word: no traceback, no worker's complaint.
-    assert (process.returncode, stderr.strip()) == (1, "Aborted!")
-    assert list(tmp_path.iterdir()) == []
-    deadline = time.time() + 10
-    while processes(group=process.pid) and time.time() < deadline:
-        time.sleep(0.2)
-    assert processes(group=process.pid) == []

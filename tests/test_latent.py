@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import StopAt, gaussmix_only, run_polyvae
+from conftest import StopAt, gaussmix_only
 
 import polyvae
 from polyvae.cli import build_cli
@@ -87,19 +87,6 @@ def test_kl_target_resumes_exactly(tmp_path, mixture_csv, registry):
 
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(a[name], b[name]) for name in a)
-
-
-def test_training_fits_a_prior_that_loads_in_a_fresh_process(fitted_run, plugin_site, domain):
-    record = json.loads((fitted_run / "prior" / "prior.json").read_text())
-    assert record["kind"] == "gmm" and record["settings"]["components"] == 3
-    fit = record["fit"]
-    assert fit["held_out_log_likelihood"] > fit["standard_normal_held_out_log_likelihood"]
-    fresh = run_polyvae(
-        ["sample", fitted_run, "-n", 3, "--seed", 4, "--prior", "fitted"], site=plugin_site
-    )
-    assert fresh.returncode == 0, fresh.stderr
-    expected = [domain.format_item(item) for item in polyvae.load(fitted_run).sample(3, seed=4)]
-    assert fresh.stdout.split("\n")[:3] == expected
 
 
 def test_sampling_from_the_fitted_prior_is_seeded_and_differs_from_the_standard(

@@ -6,13 +6,11 @@ from __future__ import annotations
 import ast
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import run_polyvae
 
 import polyvae
 from polyvae import hookspecs, scaffold
@@ -137,77 +135,3 @@ def test_a_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         scaffold.create_plugin("rows", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
-
-
-# --- end to end ----------------------------------------------------------------------------------
-
-E2E_NAME = "e2e_rows"
-
-
-def pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-@pytest.fixture
-def installed_plugin(tmp_path):
-    """A generated plugin, pip-installed (editable, offline) into this environment and removed
-    again afterwards, whatever happens."""
-    folder = tmp_path / "polyvae-e2e-rows"
-    created = run_polyvae(["new-plugin", E2E_NAME, "--dir", folder], plugins="")
-    assert created.returncode == 0, created.stderr
-    try:
-        installed = pip("install", "--no-build-isolation", "--no-deps", "-e", str(folder))
-        assert installed.returncode == 0, installed.stderr
-        yield folder
-    finally:
-        pip("uninstall", "-y", "polyvae-e2e-rows")
-
-
-def test_generated_plugin_installs_passes_its_tests_trains_and_samples(installed_plugin, tmp_path):
-    folder = installed_plugin
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "7 passed" in tests.stdout
-
-    listed = run_polyvae(["plugins", "--json"], plugins=E2E_NAME)
-    assert listed.returncode == 0, listed.stderr
-    (plugin,) = json.loads(listed.stdout)["plugins"]
-    assert plugin["name"] == E2E_NAME and plugin["version"] == "0.1.0"
-    assert plugin["error"] is None and plugin["domains"] == [E2E_NAME] and plugin["hooks"] == HOOKS
-
-    run = tmp_path / "run"
-    data = folder / "data" / "sample.csv"
-    trained = run_polyvae(
-        ["train", E2E_NAME, "--data", data, "--epochs", "2", "--set", "threads=1", "--out", run],
-        plugins=E2E_NAME,
-    )
-    assert trained.returncode == 0, trained.stderr
-    assert trained.stdout.splitlines()[-1].startswith("complete: 2 epochs, 12 steps")
-    samples = tmp_path / "samples.csv"
-    sampled = run_polyvae(
-        ["sample", run, "-n", "6", "--seed", "1", "--clip", "-o", samples], plugins=E2E_NAME
-    )
-    assert sampled.returncode == 0, sampled.stderr
-    header, *rows = read_csv(samples)
-    assert header == ["temperature_c", "humidity_pct", "pressure_hpa", "wind_speed_ms"]
-    columns = list(zip(*(map(float, row) for row in read_csv(data)[1:]), strict=True))
-    assert len(rows) == 6 and all(len(row) == 4 for row in rows)
-    for row in rows:  # --clip keeps every value within the training range
-        for value, column in zip(map(float, row), columns, strict=True):
-            assert min(column) - 1e-3 <= value <= max(column) + 1e-3
-
-
-def read_csv(path: Path) -> list[list[str]]:
-    with open(path, newline="") as handle:
-        return list(csv.reader(handle))
