@@ -65,11 +65,10 @@ class ProgressBar(Callback):
         self.bar: tqdm | None = None
 
     def on_epoch_begin(self, trainer: Trainer, batches: int) -> None:
-        config = trainer.config
         self.bar = tqdm(
             total=batches,
             initial=trainer.state.step_in_epoch,
-            desc=f"epoch {trainer.state.epoch + 1}/{config['epochs']}",
+            desc=f"epoch {trainer.state.epoch + 1}/{trainer.engine.epochs}",
             leave=False,
             dynamic_ncols=True,
         )

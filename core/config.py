@@ -12,9 +12,9 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -117,103 +117,147 @@ def _to_bool(value: Any) -> bool:
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
-ENGINE_OPTIONS: tuple[Option, ...] = (
-    Option("latent_dim", 32, "size of the latent vector z", minimum=1),
-    Option("epochs", 20, "passes over the training data", minimum=1),
-    Option(
-        "steps_per_epoch",
+
+@dataclass(frozen=True)
+class Settings:
+    """A frozen dataclass whose fields are configuration keys, each declared once with
+    :func:`setting`: the class gives both the :class:`Option` schema that validates a flat config
+    and typed, read-only access to a resolved one (``EngineConfig.from_mapping(config).lr``)."""
+
+    @classmethod
+    def options(cls) -> tuple[Option, ...]:
+        """The fields as :class:`Option`s; a tuple default is a list option (lists in the flat
+        config, as run.json stores them)."""
+        return tuple(
+            Option(
+                item.name,
+                list(item.default) if isinstance(item.default, tuple) else item.default,
+                **item.metadata[_OPTION],
+            )
+            for item in fields(cls)
+        )
+
+    @classmethod
+    def from_mapping(cls: type[SettingsT], config: Mapping[str, Any]) -> SettingsT:
+        """This class's keys from a resolved flat config (other keys are another section's)."""
+        values = {item.name: config[item.name] for item in fields(cls)}
+        frozen = {name: tuple(v) if isinstance(v, list) else v for name, v in values.items()}
+        return cls(**frozen)
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+_OPTION = "polyvae.option"
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> Any:
+    """A :class:`Settings` field: its default and the :class:`Option` limits that validate it."""
+    limits = {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "maximum": maximum,
+        "above": above,
+    }
+    return field(default=default, metadata={_OPTION: limits})
+
+
+@dataclass(frozen=True)
+class EngineConfig(Settings):
+    """The engine's keys, the same for every domain."""
+
+    latent_dim: int = setting(32, "size of the latent vector z", minimum=1)
+    epochs: int = setting(20, "passes over the training data", minimum=1)
+    steps_per_epoch: int = setting(
         0,
         "optimizer steps per epoch, so that a large data set is validated and checkpointed more "
         "often than once a pass; the shuffled passes run on across epochs (0: one full pass)",
         minimum=0,
-    ),
-    Option("max_steps", 0, "stop after this many optimizer steps (0: no limit)", minimum=0),
-    Option(
-        "time_limit",
+    )
+    max_steps: int = setting(0, "stop after this many optimizer steps (0: no limit)", minimum=0)
+    time_limit: float = setting(
         0.0,
         "stop cleanly after this many minutes of training, ending with a validated epoch (0: none)",
         minimum=0.0,
-    ),
-    Option("batch_size", 128, "items per optimizer step", minimum=1),
-    Option(
-        "length_buckets",
+    )
+    batch_size: int = setting(128, "items per optimizer step", minimum=1)
+    length_buckets: int = setting(
         50,
         "batch items of similar length (the domain's unit_counts), sorting windows of this many "
         "batches (0: off)",
         minimum=0,
-    ),
-    Option("lr", 1e-3, "peak learning rate of AdamW", above=0.0),
-    Option("weight_decay", 1e-4, "AdamW decoupled weight decay", minimum=0.0),
-    Option(
-        "lr_warmup_steps", 100, "linear learning-rate warm-up before the cosine decay", minimum=0
-    ),
-    Option(
-        "lr_min_ratio",
-        0.1,
-        "final learning rate as a fraction of the peak",
-        minimum=0.0,
-        maximum=1.0,
-    ),
-    Option("grad_clip", 1.0, "clip the gradient norm to this value (0: off)", minimum=0.0),
-    Option(
-        "beta_schedule",
-        "linear",
-        "KL weight schedule",
-        choices=("constant", "linear", "cyclical", "logistic"),
-    ),
-    Option("beta_min", 0.0, "KL weight at the start of a warm-up or cycle", minimum=0.0),
-    Option("beta_max", 1.0, "KL weight after warm-up", minimum=0.0),
-    Option("beta_warmup_steps", 2000, "steps of the linear or logistic KL warm-up", minimum=0),
-    Option("beta_cycles", 4, "number of cycles M of the cyclical schedule", minimum=1),
-    Option(
-        "beta_ratio", 0.5, "share R of each cycle spent increasing beta", minimum=0.0, maximum=1.0
-    ),
-    Option(
-        "kl_target",
+    )
+    lr: float = setting(1e-3, "peak learning rate of AdamW", above=0.0)
+    weight_decay: float = setting(1e-4, "AdamW decoupled weight decay", minimum=0.0)
+    lr_warmup_steps: int = setting(
+        100, "linear learning-rate warm-up before the cosine decay", minimum=0
+    )
+    lr_min_ratio: float = setting(
+        0.1, "final learning rate as a fraction of the peak", minimum=0.0, maximum=1.0
+    )
+    grad_clip: float = setting(1.0, "clip the gradient norm to this value (0: off)", minimum=0.0)
+    beta_schedule: str = setting(
+        "linear", "KL weight schedule", choices=("constant", "linear", "cyclical", "logistic")
+    )
+    beta_min: float = setting(0.0, "KL weight at the start of a warm-up or cycle", minimum=0.0)
+    beta_max: float = setting(1.0, "KL weight after warm-up", minimum=0.0)
+    beta_warmup_steps: int = setting(2000, "steps of the linear or logistic KL warm-up", minimum=0)
+    beta_cycles: int = setting(4, "number of cycles M of the cyclical schedule", minimum=1)
+    beta_ratio: float = setting(
+        0.5, "share R of each cycle spent increasing beta", minimum=0.0, maximum=1.0
+    )
+    kl_target: float = setting(
         0.0,
         "hold the KL per item near this many nats with a controller on beta, in place of the "
         "beta schedule (0: off, use the schedule)",
         minimum=0.0,
-    ),
-    Option(
-        "free_bits",
-        0.0,
-        "minimum KL per latent dimension, in nats, before it is penalised",
-        minimum=0.0,
-    ),
-    Option(
-        "fit_prior",
+    )
+    free_bits: float = setting(
+        0.0, "minimum KL per latent dimension, in nats, before it is penalised", minimum=0.0
+    )
+    fit_prior: str = setting(
         "gmm",
         "when training ends, fit this density to the training codes and sample from it by "
         "default (polyvae fit-prior; none: sample from N(0, I))",
         choices=("gmm", "flow", "none"),
-    ),
-    Option("prior_components", 20, "components of the fitted Gaussian mixture", minimum=1),
-    Option("condition", [], "item properties the model is conditioned on (e.g. qed,logp)"),
-    Option("predict", [], "item properties a head on z learns to predict (for optimisation)"),
-    Option("property_weight", 1.0, "weight of the property head's squared error", minimum=0.0),
-    Option(
-        "val_fraction", 0.1, "share of the data held out for validation", minimum=0.0, maximum=0.5
-    ),
-    Option(
-        "patience",
-        5,
-        "epochs without a better validation ELBO before stopping (0: never)",
-        minimum=0,
-    ),
-    Option("max_items", 0, "use only the first N items read (0: all)", minimum=0),
-    Option("seed", 0, "seed for initialisation, data order and sampling"),
-    Option("device", "auto", "auto, cpu, cuda, cuda:N or mps"),
-    Option("threads", 0, "CPU threads for torch (0: torch's default, one per core)", minimum=0),
-    Option(
-        "precision",
+    )
+    prior_components: int = setting(20, "components of the fitted Gaussian mixture", minimum=1)
+    condition: tuple[str, ...] = setting(
+        (), "item properties the model is conditioned on (e.g. qed,logp)"
+    )
+    predict: tuple[str, ...] = setting(
+        (), "item properties a head on z learns to predict (for optimisation)"
+    )
+    property_weight: float = setting(
+        1.0, "weight of the property head's squared error", minimum=0.0
+    )
+    val_fraction: float = setting(
+        0.1, "share of the data held out for validation", minimum=0.0, maximum=0.5
+    )
+    patience: int = setting(
+        5, "epochs without a better validation ELBO before stopping (0: never)", minimum=0
+    )
+    max_items: int = setting(0, "use only the first N items read (0: all)", minimum=0)
+    seed: int = setting(0, "seed for initialisation, data order and sampling")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: int = setting(0, "CPU threads for torch (0: torch's default, one per core)", minimum=0)
+    precision: str = setting(
         "auto",
         "bf16 autocast on CUDA when auto; on a CPU with native bf16, for training and decoding; "
         "int8 sampling on a CPU with VNNI",
         choices=PRECISIONS,
-    ),
-    Option("compile", False, "torch.compile the model"),
-)
+    )
+    compile: bool = setting(False, "torch.compile the model")
+
+
+ENGINE_OPTIONS = EngineConfig.options()
 
 
 def schema_for(domain_options: Iterable[Option]) -> dict[str, Option]:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from polyvae.cache import load_read, read_key, store_read
+from polyvae.config import EngineConfig
 from polyvae.domain import Batch, Domain, ReadReport, require_property
 from polyvae.errors import UserError
 from polyvae.files import fingerprint_batch
@@ -45,8 +46,9 @@ def read_items(
     else:
         items = list(data)
         report = ReadReport(IN_MEMORY, kept=len(items))
-    if config["max_items"]:
-        items = items[: config["max_items"]]
+    max_items = EngineConfig.from_mapping(config).max_items
+    if max_items:
+        items = items[:max_items]
         report.kept = len(items)
     if len(items) < 2:
         raise UserError(
@@ -76,29 +78,28 @@ def read_run_data(loaded: LoadedRun) -> tuple[list[Any], list[Any]]:
         # Bundled runs name their data relative to the installed polyvae.data package.
         source = bundled
     items, _ = read_items(loaded.domain, source, loaded.config)
-    items, _, _ = fit_properties(loaded.domain, items, loaded.config, None, lambda message: None)
-    train_index, val_index = split_indices(
-        len(items), loaded.config["val_fraction"], loaded.config["seed"]
-    )
+    engine = loaded.engine
+    items, _, _ = fit_properties(loaded.domain, items, engine, None, lambda message: None)
+    train_index, val_index = split_indices(len(items), engine.val_fraction, engine.seed)
     return [items[i] for i in train_index.tolist()], [items[i] for i in val_index.tolist()]
 
 
-def check_property_names(domain: Domain, config: Mapping[str, Any]) -> None:
-    for key in ("condition", "predict"):
-        for name in config[key]:
+def check_property_names(domain: Domain, engine: EngineConfig) -> None:
+    for key, names in (("condition", engine.condition), ("predict", engine.predict)):
+        for name in names:
             require_property(domain, name, f"config key '{key}'")
 
 
 def fit_properties(
     domain: Domain,
     items: list[Any],
-    config: Mapping[str, Any],
+    engine: EngineConfig,
     report: ReadReport | None,
     log: Callable[[str], None],
 ) -> tuple[list[Any], PropertyScaler | None, PropertyScaler | None]:
     """Drop items whose conditioning or predicted properties cannot be computed (counted), and
     fit the condition and prediction scalers on the rest."""
-    names = list(dict.fromkeys([*config["condition"], *config["predict"]]))
+    names = list(dict.fromkeys([*engine.condition, *engine.predict]))
     if not names:
         return items, None, None
     values = np.asarray(domain.properties(items, names), dtype=np.float64)
@@ -109,7 +110,7 @@ def fit_properties(
             for position in np.flatnonzero(~keep):
                 report.skip(f"item {position + 1}", f"properties {', '.join(names)} not computable")
         log(f"dropped {dropped:,} items whose properties could not be computed")
-        items = [item for item, ok in zip(items, keep, strict=False) if ok]
+        items = [items[position] for position in np.flatnonzero(keep)]
         values = values[keep]
     if report is not None:
         report.kept = len(items)
@@ -120,7 +121,7 @@ def fit_properties(
             return None
         return PropertyScaler.fit(selected, np.stack([columns[n] for n in selected], axis=1))
 
-    return items, scaler(config["condition"]), scaler(config["predict"])
+    return items, scaler(engine.condition), scaler(engine.predict)
 
 
 def split_indices(count: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,12 +157,12 @@ class TrainingData:
         domain: Domain,
         items: list[Any],
         codec: Any,
-        config: Mapping[str, Any],
+        engine: EngineConfig,
         condition: PropertyScaler | None,
         predict: PropertyScaler | None,
         device: torch.device,
     ) -> None:
-        self.domain, self.items, self.codec, self.config = domain, items, codec, config
+        self.domain, self.items, self.codec, self.engine = domain, items, codec, engine
         self.rank, self.world_size = 0, 1
         encoded = codec.encode(items)
         self.fingerprint = fingerprint_batch(encoded)
@@ -172,7 +173,7 @@ class TrainingData:
             predict.normalise(domain.properties(items, predict.names)) if predict else None
         )
         self.train_index, self.val_index = split_indices(
-            len(items), config["val_fraction"], config["seed"]
+            len(items), engine.val_fraction, engine.seed
         )
         self.device = device
         self.tensors = {name: tensor.to(device) for name, tensor in encoded.items()}
@@ -208,7 +209,7 @@ class TrainingData:
         if not self.augmenting:
             return
         train_items = [self.items[i] for i in self.train_index.tolist()]
-        seed = self.config["seed"] * 1_000_003 + epoch
+        seed = self.engine.seed * 1_000_003 + epoch
         encoded = self.codec.encode_augmented(train_items, seed)
         self.epoch_tensors = {name: tensor.to(self.device) for name, tensor in encoded.items()}
         self.epoch_row = torch.full((len(self.items),), -1, dtype=torch.long)
@@ -221,12 +222,12 @@ class TrainingData:
         self.rank, self.world_size = rank, world_size
 
     def batches_per_epoch(self) -> int:
-        return self.config["steps_per_epoch"] or len(self._pass_batches(0))
+        return self.engine.steps_per_epoch or len(self._pass_batches(0))
 
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches of an epoch: a full pass, or with ``steps_per_epoch`` the next
         that many batches of the endless run of passes, so an epoch may end mid-pass."""
-        per_epoch = self.config["steps_per_epoch"]
+        per_epoch = self.engine.steps_per_epoch
         if not per_epoch:
             return self._pass_batches(epoch)
         batches: list[torch.Tensor] = []
@@ -242,16 +243,16 @@ class TrainingData:
     def _pass_batches(self, number: int) -> list[torch.Tensor]:
         """This rank's batches of one pass over the training items: a shuffled order fixed by
         (seed, pass), so a resumed run sees exactly the batches the interrupted one would have."""
-        sampler = DistributedSampler(
-            range(len(self.train_index)),
+        sampler: DistributedSampler[int] = DistributedSampler(
+            range(len(self.train_index)),  # type: ignore[arg-type]  # it reads only len()
             num_replicas=self.world_size,
             rank=self.rank,
             shuffle=True,
-            seed=self.config["seed"],
+            seed=self.engine.seed,
         )
         sampler.set_epoch(number)
         order = self.train_index[torch.tensor(list(sampler), dtype=torch.long)]
-        size = self.config["batch_size"]
+        size = self.engine.batch_size
         batches = list(order.split(size))
         if len(batches) > 1 and len(batches[-1]) < size:
             batches.pop()  # a tiny last batch only adds noise
@@ -262,7 +263,7 @@ class TrainingData:
     def _item_sizes(self, encoded: Batch) -> torch.Tensor | None:
         """Each item's length (the domain's ``unit_counts``) when batches are to be bucketed and
         the lengths differ; None otherwise."""
-        if not self.config["length_buckets"]:
+        if not self.engine.length_buckets:
             return None
         try:
             sizes = torch.as_tensor(self.domain.unit_counts(encoded)).reshape(-1).cpu()
@@ -278,9 +279,9 @@ class TrainingData:
         Padding, and with it most of a sequence model's wasted work, shrinks; the order is
         fixed by (seed, pass, rank), so resume and the other ranks stay exact."""
         assert self.sizes is not None
-        size, window = self.config["batch_size"], self.config["length_buckets"]
+        size, window = self.engine.batch_size, self.engine.length_buckets
         generator = torch.Generator().manual_seed(
-            rank_seed(self.config["seed"], self.rank) * 1_000_003 + number
+            rank_seed(self.engine.seed, self.rank) * 1_000_003 + number
         )
         regrouped: list[torch.Tensor] = []
         for start in range(0, len(batches), window):

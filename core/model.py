@@ -65,7 +65,8 @@ class Model:
         self.loaded = loaded
         self.domain = loaded.domain
         self.config = loaded.config
-        self.precision = precision or self.config["precision"]
+        self.engine = loaded.engine
+        self.precision = precision or self.engine.precision
         self.codec = loaded.codec
         self.meta = loaded.meta
         self.run_dir = loaded.run.path
@@ -73,9 +74,10 @@ class Model:
         self.vae = build_vae(self.domain, self.config, self.codec, loaded.condition, loaded.predict)
         load_weights(self.vae, loaded.run.weights_path)
         self.vae.to(self.device).eval()
-        self.batch_size = max(1, self.config["batch_size"])
+        self.batch_size = max(1, self.engine.batch_size)
         fitted = load_prior(loaded.run.prior_dir, self.latent_dim)
-        self.fitted_prior, self.fitted_prior_record = fitted if fitted else (None, None)
+        self.fitted_prior: FittedPrior | None = fitted[0] if fitted else None
+        self.fitted_prior_record: dict[str, Any] | None = fitted[1] if fitted else None
 
     def prior(self, name: str | None = None) -> Prior:
         """The prior called ``name``: ``standard`` (N(0, I)) or ``fitted`` (the run's fitted
@@ -255,7 +257,7 @@ class Model:
                 for items, drawn in place.gather_to_main(decoded) or []:
                     tally.drawn += drawn
                     tally.valid += len(items) if valid_only else 0
-                    chunk = []
+                    chunk: list[Any] = []
                     for item in items:
                         if kept + len(chunk) >= n:
                             break
@@ -375,6 +377,7 @@ class Model:
         kept = [position for position in range(len(items)) if position not in reasons]
 
         def batches(count: int) -> None:
+            assert progress is not None  # passed only with a progress hook
             progress("reconstruction", count, len(kept))
 
         conditions = self.item_conditions([items[position] for position in kept])
@@ -453,6 +456,7 @@ class Model:
         density = self.prior(prior)
         centre = self.posterior([start])[0][0] if start is not None else density.centre()
         search = LatentSearch(centre, radius * density.spread(), density, generator)
+        score: Callable[[list[Any]], np.ndarray]
         if isinstance(objective, str):
             score = functools.partial(self._property_scores, objective)
             candidates = self._ascend(objective, search, n, steps)
@@ -484,12 +488,15 @@ class Model:
         optimizer = torch.optim.Adam([z], lr=0.05)
         condition = self._condition_from_targets(None, n)
         candidates: list[Any] = []
+        head = self.vae.property_head
+        assert head is not None  # the objective names a predicted property
         for step in range(1, steps + 1):
-            prediction = self.vae.property_head(z)[:, column]
+            prediction = head(z)[:, column]
             log_prior = search.prior.log_prob(z)
             loss = -(prediction + 0.1 * log_prior).sum()
             optimizer.zero_grad()
             loss.backward()
+            assert z.grad is not None
             z.grad *= active
             optimizer.step()
             if step % max(1, steps // 5) == 0 or step == steps:

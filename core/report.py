@@ -147,7 +147,7 @@ def build_report(
         summary=_summary(model, history, len(training), len(items)),
         config=dict(model.config),
         curves=_curves_plot(history, best_epoch) if history else None,
-        kl=_kl_plot(mu, logvar, float(model.config.get("free_bits", 0.0))),
+        kl=_kl_plot(mu, logvar, model.engine.free_bits),
         latent=_latent_plot(mu, colours, colour_name),
         gallery=gallery,
         metrics_header=header,

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
+from polyvae.config import EngineConfig
 from polyvae.domain import Codec, Domain
 from polyvae.errors import RunError, UserError
 from polyvae.files import (
@@ -294,7 +295,8 @@ def build_vae(
     predict: PropertyScaler | None,
 ) -> VAE:
     condition_dim = len(condition.names) if condition else 0
-    encoder, decoder = domain.build(config, codec, config["latent_dim"] + condition_dim)
+    latent_dim = EngineConfig.from_mapping(config).latent_dim
+    encoder, decoder = domain.build(config, codec, latent_dim + condition_dim)
     feature_dim = getattr(encoder, "feature_dim", None)
     if not isinstance(feature_dim, int) or feature_dim < 1:
         raise TypeError(
@@ -304,13 +306,13 @@ def build_vae(
     return VAE(
         encoder,
         decoder,
-        latent_dim=config["latent_dim"],
+        latent_dim=latent_dim,
         condition_dim=condition_dim,
         property_dim=len(predict.names) if predict else 0,
     )
 
 
-def load_weights(vae: VAE, path: Path) -> None:
+def load_weights(vae: torch.nn.Module, path: Path) -> None:
     state = load_tensors(path)
     expected = vae.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -337,6 +339,10 @@ class LoadedRun:
     codec: Codec
     condition: PropertyScaler | None
     predict: PropertyScaler | None
+
+    @property
+    def engine(self) -> EngineConfig:
+        return EngineConfig.from_mapping(self.config)
 
 
 def open_run(path: str | Path, domain: Domain | None = None) -> LoadedRun:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+
+from polyvae.config import EngineConfig
 
 
-def beta_at(step: int, total_steps: int, config: Mapping[str, Any]) -> float:
+def beta_at(step: int, total_steps: int, config: EngineConfig) -> float:
     """The KL weight at ``step`` (0-based) of ``total_steps``.
 
     - constant: ``beta_max`` throughout.
@@ -17,9 +17,9 @@ def beta_at(step: int, total_steps: int, config: Mapping[str, Any]) -> float:
     - cyclical (Fu et al. 2019): ``beta_cycles`` equal cycles over the run; in each, a linear rise
       for the first ``beta_ratio`` share of the cycle, then ``beta_max`` for the rest.
     """
-    low, high = config["beta_min"], config["beta_max"]
-    schedule = config["beta_schedule"]
-    warmup = config["beta_warmup_steps"]
+    low, high = config.beta_min, config.beta_max
+    schedule = config.beta_schedule
+    warmup = config.beta_warmup_steps
     if schedule == "constant":
         return high
     if schedule == "linear":
@@ -27,9 +27,9 @@ def beta_at(step: int, total_steps: int, config: Mapping[str, Any]) -> float:
     elif schedule == "logistic":
         fraction = 1.0 if warmup == 0 else 1.0 / (1.0 + math.exp(-10.0 * (step / warmup - 0.5)))
     elif schedule == "cyclical":
-        period = max(1.0, total_steps / config["beta_cycles"])
+        period = max(1.0, total_steps / config.beta_cycles)
         position = (step % period) / period
-        ratio = config["beta_ratio"]
+        ratio = config.beta_ratio
         fraction = 1.0 if ratio == 0 else min(1.0, position / ratio)
     else:
         raise ValueError(f"unknown beta schedule {schedule!r}")
@@ -55,10 +55,10 @@ KL_BETA_RANGE = (1e-4, 100.0)
 KL_BETA_START = 1e-3
 
 
-def initial_kl_integral(config: Mapping[str, Any]) -> float:
+def initial_kl_integral(config: EngineConfig) -> float:
     """The controller's integral term (log beta) before the first step: small, as a warm-up
     would start, so the latent comes into use before beta holds it at the target."""
-    return math.log(max(config["beta_min"], KL_BETA_START))
+    return math.log(max(config.beta_min, KL_BETA_START))
 
 
 def controlled_beta(integral: float, kl: float, target: float) -> tuple[float, float]:

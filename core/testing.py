@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from polyvae.config import Option
+from polyvae.config import EngineConfig, Option
 from polyvae.domain import Codec, Domain, Panel, ReadReport
 from polyvae.errors import UserError
 from polyvae.model import Model, load
@@ -226,7 +226,7 @@ def _check_codec(domain: Domain, codec: Codec, items: list, config: Mapping, fol
 
 
 def _check_networks(domain: Domain, codec: Codec, batch: dict, config: Mapping) -> None:
-    latent_dim = config["latent_dim"]
+    latent_dim = EngineConfig.from_mapping(config).latent_dim
     built = _call(f"{domain.name}.build()", domain.build, config, codec, latent_dim)
     _expect(
         isinstance(built, (tuple, list)) and len(built) == 2,
@@ -498,7 +498,7 @@ def _call(where: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         raise ConformanceError(f"{where} raised {type(error).__name__}: {error}") from error
 
 
-def _expect(condition: bool, where: str, expected: str, got: Any) -> None:
+def _expect(condition: object, where: str, expected: str, got: Any) -> None:
     if not condition:
         raise ConformanceError(f"{where}: expected {expected}, got {got}")
 

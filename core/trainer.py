@@ -34,7 +34,7 @@ from polyvae.checkpoint import (
     rng_tensors,
     save_checkpoint,
 )
-from polyvae.config import schema_for
+from polyvae.config import EngineConfig, schema_for
 from polyvae.dataset import (
     IN_MEMORY,
     TrainingData,
@@ -164,14 +164,15 @@ class Trainer:
         place: Context = SINGLE,
     ) -> None:
         self.domain, self.run, self.config, self.meta, self.log = domain, run, config, meta, log
+        self.engine = engine = EngineConfig.from_mapping(config)
         self.callbacks: list[Callback] = []
         self.stop_requested = False
         self.started = time.monotonic()
         # Under torchrun each rank trains on its share of every epoch; rank 0 alone writes files.
         self.place = place
         self.rank, self.world_size = place.rank, place.world_size
-        self.device = training_device(resolve_device(config["device"]), place)
-        self.data = TrainingData(domain, items, codec, config, condition, predict, self.device)
+        self.device = training_device(resolve_device(engine.device), place)
+        self.data = TrainingData(domain, items, codec, engine, condition, predict, self.device)
         self.data.shard(self.rank, self.world_size)
         if meta["data"].setdefault("fingerprint", self.data.fingerprint) != self.data.fingerprint:
             raise RunError(
@@ -182,38 +183,38 @@ class Trainer:
             raise RunError(
                 "the training processes read different data; every node needs the same --data"
             )
-        torch.manual_seed(config["seed"])
+        torch.manual_seed(engine.seed)
         self.vae = build_vae(domain, config, codec, condition, predict).to(self.device)
         network: torch.nn.Module = self.vae
         if place.enabled:
             # Same initial weights on every rank (same seed), then each its own sampling noise.
             if self.rank:
-                torch.manual_seed(rank_seed(config["seed"], self.rank))
+                torch.manual_seed(rank_seed(engine.seed, self.rank))
             network = DistributedDataParallel(
                 self.vae, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-        self.forward = torch.compile(network) if config["compile"] else network
+        self.forward = torch.compile(network) if engine.compile else network
         # The fused update reads and writes each parameter's state once: on one CPU core it takes
         # 1.6 ms for the text preset's 2.6M parameters against 6.0 ms, and 2.2 against 12-16 ms
         # while a second process contends for the shared cache.
         self.optimizer = torch.optim.AdamW(
             self.vae.parameters(),
-            lr=config["lr"],
-            weight_decay=config["weight_decay"],
+            lr=engine.lr,
+            weight_decay=engine.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
         )
         self.steps_per_epoch = self.data.batches_per_epoch()
-        total = self.steps_per_epoch * config["epochs"]
-        self.total_steps = min(total, config["max_steps"]) if config["max_steps"] else total
+        total = self.steps_per_epoch * engine.epochs
+        self.total_steps = min(total, engine.max_steps) if engine.max_steps else total
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda step: lr_factor(
-                step, self.total_steps, config["lr_warmup_steps"], config["lr_min_ratio"]
+                step, self.total_steps, engine.lr_warmup_steps, engine.lr_min_ratio
             ),
         )
         self.state = TrainState()
         # The epoch's posterior means so far, for the live active-units count.
-        self.epoch_latent = LatentStatistics(config["latent_dim"], self.device)
+        self.epoch_latent = LatentStatistics(engine.latent_dim, self.device)
         # Var_x E_q[z_d] on the validation items at the last validation.
         self.latent_variance: list[float] | None = None
 
@@ -232,8 +233,9 @@ class Trainer:
         if data is None:
             raise UserError("no training data: pass --data PATH")
         config = domain.resolve_config(overrides)
-        training_device(resolve_device(config["device"]), place)  # refused before any work
-        use_threads(config["threads"])
+        engine = EngineConfig.from_mapping(config)
+        training_device(resolve_device(engine.device), place)  # refused before any work
+        use_threads(engine.threads)
         # Rank 0 names the folder (the default holds the time) and checks that it is free.
         run = RunDir(place.broadcast(str(out or default_run_dir(domain.name))))
         taken = run.exists() or (run.path.is_dir() and any(run.path.iterdir()))
@@ -241,10 +243,10 @@ class Trainer:
             raise UserError(
                 f"{run.path} already holds files; resume it with --resume or pick --out"
             )
-        check_property_names(domain, config)
+        check_property_names(domain, engine)
         items, report = read_items(domain, data, config)
-        seed_everything(config["seed"])
-        items, condition, predict = fit_properties(domain, items, config, report, log)
+        seed_everything(engine.seed)
+        items, condition, predict = fit_properties(domain, items, engine, report, log)
         with removed_on_failure(run, place):
             if place.is_main:
                 run.path.mkdir(parents=True, exist_ok=True)
@@ -261,7 +263,7 @@ class Trainer:
                 shared = share_folder(place, run.codec_dir, Path(scratch))
                 if not place.is_main:
                     codec = domain.load_codec(shared, config)
-            meta = {
+            meta: dict[str, Any] = {
                 "format": RUN_FORMAT,
                 "format_version": RUN_FORMAT_VERSION,
                 "domain": domain.name,
@@ -314,12 +316,13 @@ class Trainer:
         if "length_buckets" not in loaded.meta["config"]:
             config["length_buckets"] = 0  # runs from before bucketing resume as they began
         config.update({key: schema[key].coerce(value) for key, value in overrides.items()})
-        use_threads(config["threads"])
+        engine = EngineConfig.from_mapping(config)
+        use_threads(engine.threads)
         source = data if data is not None else loaded.meta["data"]["source"]
         if source == IN_MEMORY:
             raise UserError(f"{path} was trained on in-memory items: pass them again to resume")
         items, _ = read_items(domain, source, config)
-        items, _, _ = fit_properties(domain, items, config, None, log)
+        items, _, _ = fit_properties(domain, items, engine, None, log)
         meta = loaded.meta | {"config": config}
         trainer = cls(
             domain,
@@ -354,14 +357,14 @@ class Trainer:
                 callback.on_train_end(self)
 
     def _fit(self) -> TrainResult:
-        config = self.config
+        engine = self.engine
         status = "complete"
         self.started = time.monotonic()
         lock = self.run.lock() if self.place.is_main else contextlib.nullcontext()
         with lock, self._stop_on_signals():
             self.meta["status"] = "training"
             self._write_meta()
-            while self.state.epoch < config["epochs"] and not self._out_of_steps():
+            while self.state.epoch < engine.epochs and not self._out_of_steps():
                 status = self._train_epoch()
                 if status != "epoch_done":
                     break
@@ -371,7 +374,7 @@ class Trainer:
                 if self._should_stop_early():
                     status = "early_stopped"
                     self.log(
-                        f"stopping early: no better validation ELBO for {config['patience']} epochs"
+                        f"stopping early: no better validation ELBO for {engine.patience} epochs"
                     )
                     break
                 if self._stop_agreed():
@@ -407,7 +410,7 @@ class Trainer:
     def fit_prior(self) -> None:
         """Fit the configured prior to the codes of the training items under the best weights
         (``fit_prior``), so that sampling draws from where the codes are."""
-        kind = self.config["fit_prior"]
+        kind = self.engine.fit_prior
         if kind == "none":
             return
         train_items = [self.data.items[i] for i in self.data.train_index.tolist()]
@@ -416,7 +419,7 @@ class Trainer:
             return
         model = Model(open_run(self.run.path, self.domain), device=str(self.device))
         record = fit_model_prior(
-            model, train_items, kind, self.config["prior_components"], seed=self.config["seed"]
+            model, train_items, kind, self.engine.prior_components, seed=self.engine.seed
         )
         self.log(describe_fit(kind, record))
 
@@ -468,16 +471,16 @@ class Trainer:
             state.seconds += time.perf_counter() - started
 
     def _train_step(self, index: torch.Tensor) -> dict[str, float] | None:
-        config, state, data = self.config, self.state, self.data
+        engine, state, data = self.engine, self.state, self.data
         beta = self._beta()
-        with fast_autocast(self.device, config["precision"]):
+        with fast_autocast(self.device, engine.precision):
             terms: Terms = self.forward(data.batch(index), data.condition(index))
         loss = training_loss(
             terms,
             beta,
-            config["free_bits"],
+            engine.free_bits,
             data.predict_target(index),
-            config["property_weight"],
+            engine.property_weight,
         )
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
@@ -487,7 +490,7 @@ class Trainer:
             return None
         loss.total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.vae.parameters(), config["grad_clip"] if config["grad_clip"] > 0 else math.inf
+            self.vae.parameters(), engine.grad_clip if engine.grad_clip > 0 else math.inf
         )
         if not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
@@ -495,7 +498,7 @@ class Trainer:
             return None
         self.optimizer.step()
         self.scheduler.step()
-        if config["kl_target"]:
+        if engine.kl_target:
             self._control_beta(loss.kl)
         logs = {
             "loss": loss.total.item(),
@@ -516,10 +519,10 @@ class Trainer:
 
     def _beta(self) -> float:
         """This step's KL weight: the controller's under ``kl_target``, else the schedule's."""
-        if not self.config["kl_target"]:
-            return beta_at(self.state.step, self.total_steps, self.config)
+        if not self.engine.kl_target:
+            return beta_at(self.state.step, self.total_steps, self.engine)
         if self.state.beta is None:
-            self.state.kl_integral = initial_kl_integral(self.config)
+            self.state.kl_integral = initial_kl_integral(self.engine)
             self.state.beta = math.exp(self.state.kl_integral)
         return self.state.beta
 
@@ -529,7 +532,7 @@ class Trainer:
         mean_kl = self.place.sum_(kl.detach().double().reshape(1)) / self.world_size
         assert self.state.kl_integral is not None
         self.state.beta, self.state.kl_integral = controlled_beta(
-            self.state.kl_integral, float(mean_kl), self.config["kl_target"]
+            self.state.kl_integral, float(mean_kl), self.engine.kl_target
         )
 
     def _skip_scheduler_step(self) -> None:
@@ -570,8 +573,8 @@ class Trainer:
             "grad_norm": sums.get("grad_norm", math.nan) / items,
             "active_units": self.epoch_latent.active_units(),
         }
-        if self.config["kl_target"]:
-            record["kl_target"] = self.config["kl_target"]
+        if self.engine.kl_target:
+            record["kl_target"] = self.engine.kl_target
         if self.data.predict_values is not None:
             record["property_loss"] = sums.get("property_loss", math.nan) / items
         record.update({f"val_{key}": value for key, value in self.validate().items()})
@@ -581,7 +584,7 @@ class Trainer:
         state.step_in_epoch = 0
         state.epoch_sums = {}
         state.seconds = 0.0
-        self.epoch_latent = LatentStatistics(self.config["latent_dim"], self.device)
+        self.epoch_latent = LatentStatistics(self.engine.latent_dim, self.device)
         score = record.get("val_elbo", -record["loss"])
         # While beta still rises the ELBO falls as the latent comes into use, so during warm-up
         # the latest weights are kept and model selection and early stopping wait.
@@ -622,11 +625,11 @@ class Trainer:
         if len(val_index) == 0:
             return {}
         self.vae.eval()
-        statistics = LatentStatistics(self.config["latent_dim"], self.device)
+        statistics = LatentStatistics(self.engine.latent_dim, self.device)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(rank_seed(self.config["seed"], self.rank))
-            for index in val_index[self.rank :: self.world_size].split(self.config["batch_size"]):
-                with autocast(self.device, self.config["precision"]):
+            torch.manual_seed(rank_seed(self.engine.seed, self.rank))
+            for index in val_index[self.rank :: self.world_size].split(self.engine.batch_size):
+                with autocast(self.device, self.engine.precision):
                     statistics.add(self.vae(self.data.batch(index), self.data.condition(index)))
             statistics.reduce(self.place)
             results = statistics.results()
@@ -662,7 +665,7 @@ class Trainer:
         return {
             "world_size": self.world_size,
             "backend": self.place.backend,
-            "batch_size_per_process": self.config["batch_size"],
+            "batch_size_per_process": self.engine.batch_size,
             "weights_sha256_per_rank": hashes,
         }
 
@@ -678,7 +681,7 @@ class Trainer:
             for rank, states in enumerate(ranks[1:], start=1):
                 tensors.update({f"{name}.rank{rank}": tensor for name, tensor in states.items()})
             epoch_sums = self._rank_sums()
-            latent = LatentStatistics(self.config["latent_dim"], self.device)
+            latent = LatentStatistics(self.engine.latent_dim, self.device)
             latent.mu_sum.copy_(self.epoch_latent.mu_sum)
             latent.mu_sq_sum.copy_(self.epoch_latent.mu_sq_sum)
             latent.reduce(self.place)
@@ -703,7 +706,7 @@ class Trainer:
             checkpoint,
             self.rank,
             self.device,
-            rank_seed(self.config["seed"], self.rank) + self.state.step,
+            rank_seed(self.engine.seed, self.rank) + self.state.step,
         )
         if self.place.is_main:  # the checkpoint holds the sums over all ranks
             latent = self.epoch_latent
@@ -716,24 +719,24 @@ class Trainer:
     # --- stop control --------------------------------------------------------------------------
 
     def _beta_warming_up(self) -> bool:
-        if self.config["kl_target"]:
+        if self.engine.kl_target:
             return False
-        schedule = self.config["beta_schedule"]
-        warmup = self.config["beta_warmup_steps"]
+        schedule = self.engine.beta_schedule
+        warmup = self.engine.beta_warmup_steps
         return schedule in ("linear", "logistic") and self.state.step < warmup
 
     def _out_of_steps(self) -> bool:
         """Past max_steps or the time limit: the current epoch ends early and the run ends."""
-        if self.config["max_steps"] and self.state.step >= self.config["max_steps"]:
+        if self.engine.max_steps and self.state.step >= self.engine.max_steps:
             return True
-        limit = self.config["time_limit"] * 60
+        limit = self.engine.time_limit * 60
         if not limit:
             return False
         # Every rank ends at the same step, or DDP would wait for the ones still training.
         return self.place.any(time.monotonic() - self.started > limit, self.device)
 
     def _should_stop_early(self) -> bool:
-        patience = self.config["patience"]
+        patience = self.engine.patience
         return bool(patience) and self.state.epochs_without_improvement >= patience
 
     def _write_meta(self) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from polyvae.config import ENGINE_OPTIONS
+from polyvae.config import EngineConfig
 from polyvae.schedules import beta_at, lr_factor
 from polyvae.vae import (
     MI_ITEMS,
@@ -17,8 +17,6 @@ from polyvae.vae import (
     kl_penalty,
     mutual_information,
 )
-
-DEFAULTS = {option.name: option.default for option in ENGINE_OPTIONS}
 
 
 def test_kl_of_known_gaussians():
@@ -61,13 +59,13 @@ def test_free_bits_floor_each_dimension():
     ],
 )
 def test_beta_schedules(schedule, extra, expected):
-    config = DEFAULTS | {"beta_schedule": schedule, "beta_warmup_steps": 1000} | extra
+    config = EngineConfig(beta_schedule=schedule, beta_warmup_steps=1000, **extra)
     for step, value in expected.items():
         assert beta_at(step, 4000, config) == pytest.approx(value), (schedule, step)
 
 
 def test_beta_schedule_respects_min_and_max():
-    config = DEFAULTS | {"beta_schedule": "linear", "beta_min": 0.1, "beta_max": 0.05 + 0.1}
+    config = EngineConfig(beta_schedule="linear", beta_min=0.1, beta_max=0.05 + 0.1)
     assert beta_at(0, 100, config) == pytest.approx(0.1)
     assert beta_at(10_000, 100_000, config) == pytest.approx(0.15)
 
