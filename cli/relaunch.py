@@ -40,6 +40,7 @@ def parameters_of(ctx: click.Context) -> list[str]:
         if isinstance(param, click.Argument):
             arguments += [str(item) for item in value] if param.nargs != 1 else [str(value)]
         else:
+            assert isinstance(param, click.Option)  # click commands hold arguments and options
             options += _option_tokens(param, value)
     return [*arguments, *options, *ctx.args]
 

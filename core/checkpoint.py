@@ -82,7 +82,8 @@ def save_checkpoint(
         "scheduler": scheduler_skeleton,
         "rng": {
             "python": _python_rng_to_json(random.getstate()),
-            "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            # numpy's stubs give get_state() the non-legacy dict; it returns the legacy tuple.
+            "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],  # type: ignore[index]
         },
     }
 

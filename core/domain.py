@@ -171,6 +171,7 @@ class Domain(abc.ABC):
         from polyvae.files import atomic_write_text
 
         atomic_write_text(path, "".join(self.format_item(item) + "\n" for item in items))
+        return None
 
     def write_stream(
         self,

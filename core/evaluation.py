@@ -77,7 +77,8 @@ def run_evaluation(
 ) -> tuple[dict[str, float], EvaluationSettings]:
     """:func:`evaluate` with ``settings`` (defaults resolved); the results and the settings used."""
     settings = settings.resolved(model)
-    assert None not in (settings.k, settings.likelihood_items, settings.samples)
+    assert settings.k is not None and settings.likelihood_items is not None
+    assert settings.samples is not None
     results = evaluate(
         model,
         items,

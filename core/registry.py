@@ -170,7 +170,7 @@ class Registry:
 
     def extra_metrics(
         self, domain_name: str
-    ) -> dict[str, Callable[[list, list], dict[str, float]]]:
+    ) -> dict[str, Callable[[list, list, list], dict[str, float]]]:
         metrics: dict[str, Callable] = {}
         self.manager.hook.register_metrics(
             domain_name=domain_name, register=lambda name, fn: metrics.__setitem__(name, fn)

@@ -92,7 +92,7 @@ def create_plugin(
 
 def render_templates(names: dict[str, str]) -> Iterator[tuple[Path, bytes]]:
     """``(relative path, contents)`` of every file of the plugin package."""
-    root = resources.files("polyvae").joinpath(*TEMPLATE_ROOT)
+    root = resources.files("polyvae").joinpath("/".join(TEMPLATE_ROOT))
     if not root.is_dir():
         raise UserError("polyvae's plugin templates are missing; reinstall polyvae")
     for parts, source in _walk(root, ()):

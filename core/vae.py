@@ -122,12 +122,14 @@ class VAE(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         features = self.encoder(batch)
         if self.condition_dim:
+            assert condition is not None, "a conditioned model needs its condition"
             features = torch.cat([features, condition.to(features.dtype)], dim=-1)
         mu, logvar = self.posterior(features).float().chunk(2, dim=-1)
         return mu, logvar
 
     def decoder_input(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         if self.condition_dim:
+            assert condition is not None, "a conditioned model needs its condition"
             return torch.cat([z, condition.to(z.dtype)], dim=-1)
         return z
 
@@ -152,7 +154,9 @@ class VAE(nn.Module):
             draws = min(chunk, samples - start)
             z = mu + torch.randn(draws, *mu.shape, device=mu.device) * (0.5 * logvar).exp()
             flat_z = z.reshape(draws * items, -1)
-            flat_condition = condition.repeat(draws, 1) if self.condition_dim else None
+            flat_condition = (
+                condition.repeat(draws, 1) if self.condition_dim and condition is not None else None
+            )
             log_px = self.decoder.log_prob(
                 repeat_batch(batch, draws), self.decoder_input(flat_z, flat_condition)
             ).float()

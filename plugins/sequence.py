@@ -11,7 +11,7 @@ counts the tokens of a row including ``<bos>`` and ``<eos>``. Codecs build their
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
@@ -126,7 +126,7 @@ class SequenceDecoder(Decoder):
         return GruSteps(self, z)
 
     @torch.no_grad()
-    def generate(
+    def generate(  # type: ignore[override]  # names the options it takes
         self,
         z: Tensor,
         temperature: float = 1.0,
@@ -187,6 +187,8 @@ class GruSteps:
 
     def __init__(self, decoder: SequenceDecoder, z: Tensor) -> None:
         device, gru = z.device.type, decoder.gru
+        kind: type[Int8Linear] | type[FloatLinear]
+        linear: Callable[..., Int8Linear | FloatLinear]
         if int8_products_enabled():
             dtype, kind = torch.float32, Int8Linear
             linear = functools.partial(Int8Linear, rows=len(z))
@@ -226,11 +228,13 @@ class GruSteps:
         with torch.no_grad(), torch.autocast(tokens.device.type, enabled=False):
             gates = self.token_gates[tokens] + self.latent_gates
             for layer, (input_product, hidden_product) in enumerate(self.layers):
-                if layer:
+                if input_product is not None:  # layers after the first
                     gates = input_product(self.inputs[layer - 1])
                 hidden = _gru_cell(gates, hidden_product(self.inputs[layer]), self.hidden[layer])
                 self.hidden[layer], self.inputs[layer] = hidden, self.prepare(hidden)
-            return self.output(self.inputs[-1]).clone()  # the product's buffer is reused
+            # self.inputs hold what this kind's prepare made, as its products take.
+            output = self.output(self.inputs[-1])  # type: ignore[arg-type]
+            return output.clone()  # the product's buffer is reused
 
     def keep(self, rows: Tensor) -> None:
         self.latent_gates = self.latent_gates[rows]

@@ -59,7 +59,9 @@ def new_plugin_command(ctx: click.Context, name: str, directory: Path | None) ->
     columns, a Gaussian VAE), with sample data and tests that use polyvae.testing."""
     from polyvae.scaffold import create_plugin
 
-    taken = {*ctx.find_root().command.commands, *get_registry().domains}
+    root = ctx.find_root().command
+    assert isinstance(root, click.Group)
+    taken = {*root.commands, *get_registry().domains}
     folder = create_plugin(name, directory, taken=taken)
     click.echo(f"wrote plugin '{name}' to {folder}")
     click.echo(f'next: pip install -e "{folder}[test]" && pytest {folder}', err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import click
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from polyvae.cli.options import device_option, output_option
 from polyvae.errors import UserError
 from polyvae.plugins.images import images_group
+from polyvae.plugins.images.codec import ImageCodec
 from polyvae.plugins.images.reader import Image
 from polyvae.plugins.images.writers import write_grid
 from polyvae.wording import plural
@@ -39,7 +41,7 @@ def reconstruct_command(run, data, count, per_row, seed, output, device) -> None
     model = load(run, device=device)
     originals = _pick(_images(model, data), count, seed)
     rebuilt = model.reconstruct(originals)
-    originals = [model.codec.conform(image) for image in originals]
+    originals = [cast(ImageCodec, model.codec).conform(image) for image in originals]
     write_grid(side_by_side(originals, rebuilt, per_row), output, nrow=per_row)
     count = plural(len(originals), "image")
     click.echo(f"wrote {count} and their reconstructions to {output}", err=True)
@@ -73,7 +75,8 @@ def interpolate_command(run, files, data, pairs, steps, method, seed, output, de
     rows: list[Image] = []
     for start, end in zip(chosen[::2], chosen[1::2], strict=True):
         path = model.interpolate(start, end, steps=steps, method=method)
-        rows += [model.codec.conform(start), *path, model.codec.conform(end)]
+        codec = cast(ImageCodec, model.codec)
+        rows += [codec.conform(start), *path, codec.conform(end)]
     write_grid(rows, output, nrow=steps + 2)
     click.echo(f"wrote {plural(len(chosen) // 2, 'interpolation strip')} to {output}", err=True)
 

@@ -135,7 +135,7 @@ class ImagesDomain(Domain):
         label = f" label={item.label}" if item.label is not None else ""
         return f"{item.height}x{item.width} {kind} image {item.digest()}{label}"
 
-    def write(
+    def write(  # type: ignore[override]  # its codec and write_options
         self,
         items: Sequence[Image],
         path: Path,
@@ -171,7 +171,10 @@ class ImagesDomain(Domain):
         return ImageCodec.load(directory)
 
     def build(
-        self, config: Mapping[str, Any], codec: ImageCodec, latent_dim: int
+        self,
+        config: Mapping[str, Any],
+        codec: ImageCodec,  # type: ignore[override]  # the domain's own codec
+        latent_dim: int,
     ) -> tuple[ConvEncoder, ConvDecoder]:
         from polyvae.plugins.images.likelihoods import make_likelihood
         from polyvae.plugins.images.networks import ConvDecoder, ConvEncoder

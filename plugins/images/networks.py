@@ -33,8 +33,10 @@ class ResidualBlock(nn.Module):
             nn.SiLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        last = self.body[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)

@@ -457,7 +457,7 @@ def _torchvision_images(name: str, source: TorchvisionSource) -> Iterator[Image]
     import torchvision.datasets
 
     cls = getattr(torchvision.datasets, name, None)
-    if not (inspect.isclass(cls) and issubclass(cls, torchvision.datasets.VisionDataset)):
+    if not (isinstance(cls, type) and issubclass(cls, torchvision.datasets.VisionDataset)):
         known = ", ".join(
             sorted(
                 n

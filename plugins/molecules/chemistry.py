@@ -85,6 +85,7 @@ def _sascorer() -> ModuleType:
     if not path.is_file():
         raise UserError(f"RDKit's SA score script is missing: {path}")
     spec = importlib.util.spec_from_file_location("sascorer", path)
+    assert spec is not None and spec.loader is not None  # a .py file always has both
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

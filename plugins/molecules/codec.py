@@ -152,7 +152,9 @@ class MoleculeCodec:
         sequences, problems = _sequences_and_problems(items, self.representation)
         tokens = self._token_ids(sequences)
         for row in (tokens == UNK).any(dim=1).nonzero().flatten().tolist():
-            problems[row] = self._unknown_token_problem(sequences[row])
+            problem = self._unknown_token_problem(sequences[row])
+            assert problem is not None  # the row holds an unknown token
+            problems[row] = problem
         if problems:
             self._normalise(items, sequences, problems)
             if problems:

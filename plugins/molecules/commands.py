@@ -36,7 +36,8 @@ def neighbours_command(run, smiles, count, radius, seed, output, prior, device) 
     valid = [item for item in dict.fromkeys(decoded) if chemistry.parse(item) is not None]
     reference = morgan_fingerprint(seed_smiles)
     ranked = sorted(
-        ((item, tanimoto(reference, morgan_fingerprint(item))) for item in valid),
+        # Valid SMILES have fingerprints.
+        ((item, tanimoto(reference, morgan_fingerprint(item))) for item in valid),  # type: ignore[arg-type]
         key=lambda pair: -pair[1],
     )
     similarities = np.array([value for _, value in ranked])

@@ -196,7 +196,7 @@ class MoleculesDomain(Domain):
 
         return chemistry.parse(item) is not None
 
-    def write(
+    def write(  # type: ignore[override]  # its codec, and jobs
         self,
         items: Sequence[str],
         path: Path,
@@ -215,7 +215,7 @@ class MoleculesDomain(Domain):
         self,
         chunks: Iterable[Sequence[str]],
         path: Path,
-        codec: MoleculeCodec | None = None,
+        codec: MoleculeCodec | None = None,  # type: ignore[override]  # the domain's own codec
         jobs: int = 0,
     ) -> None:
         """:meth:`write`, one chunk in memory at a time (see :func:`writers.write_stream`)."""
@@ -237,7 +237,10 @@ class MoleculesDomain(Domain):
         return MoleculeCodec.load(directory)
 
     def build(
-        self, config: Mapping[str, Any], codec: MoleculeCodec, latent_dim: int
+        self,
+        config: Mapping[str, Any],
+        codec: MoleculeCodec,  # type: ignore[override]  # the domain's own codec
+        latent_dim: int,
     ) -> tuple[SequenceEncoder, SequenceDecoder]:
         from polyvae.plugins.sequence import build_networks
 

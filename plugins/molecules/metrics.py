@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from polyvae.plugins.shared import worker_pool
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-    Folder = str | os.PathLike | Traversable
+    Folder: TypeAlias = str | os.PathLike | Traversable
 
 __all__ = [
     "METRIC_NAMES",
@@ -291,7 +291,8 @@ class ReferenceStats:
             fcd_mean=self.fcd_mean,
             fcd_cov=self.fcd_cov,
             fingerprints=self.fingerprints,
-            **{f"property_{key}": np.asarray(self.properties[key]) for key in PROPERTY_NAMES},
+            # numpy's stubs take the ** arrays for allow_pickle, a bool keyword.
+            **{f"property_{key}": np.asarray(self.properties[key]) for key in PROPERTY_NAMES},  # type: ignore[arg-type]
         )
         atomic_write_bytes(directory / f"{name}_stats.npz", arrays.getvalue())
         counts = {"fragments": dict(self.fragments), "scaffolds": dict(self.scaffolds)}

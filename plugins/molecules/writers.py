@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from rdkit import Chem
@@ -44,7 +45,7 @@ WHOLE_MOLECULE = Chem.PropertyPickleOptions.AllProps | Chem.PropertyPickleOption
 def write(
     smiles: Sequence[str],
     path: Path,
-    novel: Callable[[Sequence[str]], Sequence[bool]] | None = None,
+    novel: Callable[[Sequence[str]], Sequence[bool] | np.ndarray] | None = None,
     n_jobs: int | None = None,
 ) -> None:
     """Write ``smiles`` to ``path``, the format chosen by its suffix. ``novel`` flags the
@@ -63,7 +64,7 @@ def write(
 def write_stream(
     chunks: Iterable[Sequence[str]],
     path: Path,
-    novel: Callable[[Sequence[str]], Sequence[bool]] | None = None,
+    novel: Callable[[Sequence[str]], Sequence[bool] | np.ndarray] | None = None,
     n_jobs: int | None = None,
 ) -> int:
     """:func:`write` for molecules that arrive in chunks, one chunk in memory at a time: the
@@ -106,13 +107,13 @@ def write_stream(
             # finished molecules.
             with Chem.SDWriter(handle) as writer:
                 for molecules, size in rendered:
-                    for molecule in molecules:
-                        writer.write(Chem.Mol(molecule))
+                    for molecule in cast(list[bytes], molecules):  # .sdf chunks: binary Mols
+                        writer.write(Chem.Mol(molecule))  # type: ignore[call-overload]  # binary too
                     count += size
             return count
         handle.write(render.header())
         for texts, size in rendered:
-            handle.writelines(texts)
+            handle.writelines(cast(list[str], texts))  # other formats render text
             count += size
     return count
 
@@ -124,7 +125,7 @@ class ChunkRenderer:
     Picklable, so that worker processes can hold one."""
 
     def __init__(
-        self, suffix: str, novel: Callable[[Sequence[str]], Sequence[bool]] | None
+        self, suffix: str, novel: Callable[[Sequence[str]], Sequence[bool] | np.ndarray] | None
     ) -> None:
         self.suffix = suffix
         self.novel = novel
@@ -191,6 +192,7 @@ def _hold_renderer(render: ChunkRenderer) -> None:
 
 
 def _render_held(smiles: list[str], start: int) -> list[str] | list[bytes]:
+    assert _held_renderer is not None, "the pool's initializer holds the renderer"
     return _held_renderer(smiles, start)
 
 
@@ -201,7 +203,7 @@ def _collected(pieces: list[AsyncResult], size: int) -> tuple[list[str] | list[b
 def _rows(
     mols: Sequence[Chem.Mol | None],
     smiles: Sequence[str],
-    novel: Sequence[bool] | None,
+    novel: Sequence[bool] | np.ndarray | None,
     start: int = 0,
 ) -> list[dict[str, str]]:
     """Table rows; ids count on from ``start`` (the molecules already written)."""

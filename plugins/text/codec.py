@@ -53,7 +53,7 @@ def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
+        trainer: trainers.Trainer = trainers.BpeTrainer(
             vocab_size=vocab_size,
             special_tokens=specials,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
@@ -165,9 +165,10 @@ class TextCodec:
     def novel(self) -> Callable[[Sequence[str]], np.ndarray] | None:
         """``novel(texts)``: for each text, whether its normal form was absent from the fitted
         texts; None when the run kept no training set (so callers report no novelty)."""
-        if self.training_set is None:
+        training_set = self.training_set
+        if training_set is None:
             return None
-        return lambda texts: self.training_set.novel([normal_form(text) for text in texts])
+        return lambda texts: training_set.novel([normal_form(text) for text in texts])
 
 
 def normal_form(text: str) -> str:

@@ -23,7 +23,7 @@ from polyvae.plugins.text.choices import STRATEGIES
 
 class TextDecoder(SequenceDecoder):
     @torch.no_grad()
-    def generate(
+    def generate(  # type: ignore[override]  # names the options it takes
         self,
         z: Tensor,
         temperature: float = 1.0,

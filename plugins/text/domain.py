@@ -27,9 +27,8 @@ from polyvae.plugins.text.choices import STRATEGIES, TOKENIZERS
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from polyvae.plugins.sequence import SequenceEncoder
+    from polyvae.plugins.sequence import SequenceDecoder, SequenceEncoder
     from polyvae.plugins.text.codec import TextCodec
-    from polyvae.plugins.text.decoding import TextDecoder
 
 # Against posterior collapse, where the decoder learns to ignore z (Bowman et al. 2016): a KL
 # warm-up, and free bits (Kingma et al. 2016), which stop penalising a latent dimension's KL below
@@ -155,8 +154,11 @@ class TextDomain(Domain):
         return TextCodec.load(directory)
 
     def build(
-        self, config: Mapping[str, Any], codec: TextCodec, latent_dim: int
-    ) -> tuple[SequenceEncoder, TextDecoder]:
+        self,
+        config: Mapping[str, Any],
+        codec: TextCodec,  # type: ignore[override]  # the domain's own codec
+        latent_dim: int,
+    ) -> tuple[SequenceEncoder, SequenceDecoder]:
         from polyvae.plugins.sequence import build_networks
         from polyvae.plugins.text.decoding import TextDecoder
 
