@@ -1,16 +1,19 @@
 """Copy a finished run into data/DOMAIN/pretrained, the model `polyvae sample DOMAIN` uses.
 
-    python data/bundle_run.py RUN_DIR
+    python data/bundle_run.py RUN_DIR [--data data/DOMAIN/FILE]
 
-Copies run.json, model.safetensors, codec/ and metrics.jsonl (not the checkpoint: the bundled
-model is for sampling; resume from the original run to train further). The run must have been
-trained on a file inside data/DOMAIN/; its source is rewritten relative to the installed
-polyvae.data package so evaluation finds the training data after install.
+Copies run.json, model.safetensors, codec/, prior/ and metrics.jsonl (not the checkpoint: the
+bundled model is for sampling; resume from the original run to train further). The run must have
+been trained on a file inside data/DOMAIN/, or on a file with the same bytes as the one --data
+names there; its source is rewritten relative to the installed polyvae.data package so
+evaluation finds the training data after install. A run stopped early (interrupted) is bundled
+only when it has a fitted prior (`polyvae fit-prior RUN`), as a finished one does.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import shutil
 from pathlib import Path
@@ -21,13 +24,20 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    run = parser.parse_args().run
+    parser.add_argument("--data", type=Path, help="the bundled copy of the run's training file")
+    args = parser.parse_args()
+    run = args.run
     meta = json.loads((run / "run.json").read_text())
     domain = meta.get("domain", "")
-    if meta.get("status") not in ("complete", "early_stopped"):
-        raise SystemExit(f"{run}: not a finished run (status {meta.get('status')!r})")
+    finished = meta.get("status") in ("complete", "early_stopped")
+    if not finished and not (run / "prior" / "prior.json").is_file():
+        raise SystemExit(f"{run}: not finished (status {meta.get('status')!r}) and no prior")
     folder = HERE / domain
     source = Path(meta["data"]["source"]).resolve()
+    if args.data is not None:
+        if not filecmp.cmp(source, args.data, shallow=False):
+            raise SystemExit(f"{args.data} does not hold the same bytes as {source}")
+        source = args.data.resolve()
     if not domain or not source.is_relative_to(folder.resolve()):
         raise SystemExit(f"{run} was trained on {source}, not on data bundled in {folder}")
     meta["data"]["source"] = source.relative_to(HERE.resolve()).as_posix()
@@ -37,6 +47,8 @@ def main() -> None:
     shutil.copy2(run / "model.safetensors", target)
     shutil.copy2(run / "metrics.jsonl", target)
     shutil.copytree(run / "codec", target / "codec")
+    if (run / "prior").is_dir():
+        shutil.copytree(run / "prior", target / "prior")
     (target / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"bundled {run} into {target}")
 
