@@ -122,7 +122,7 @@ class GaussianMixture(FittedPrior):
             components, covariance_type="full", reg_covar=1e-5, max_iter=100, random_state=seed
         )
         # BLAS and OpenMP would each start a thread per core beside torch's: on a 2-core machine
-        # busy with a training, 10 EM rounds on 18,000 64-D codes took 7.1 s so and 2.7 s with
+        # busy with a training, 10 EM rounds on 18,000 64-D codes took 7.1 s, and 2.7 s with
         # one thread (a whole fit there had taken 13 minutes).
         with threadpool_limits(torch.get_num_threads()):
             mixture.fit(codes)
