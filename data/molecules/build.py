@@ -17,7 +17,8 @@ It writes, next to itself (or to --out):
     manifest.json        the wheel's SHA-256, the sampling seed, tool versions and file hashes
 
 With --full-train FILE it writes only FILE: the whole MOSES training set (1,584,663 SMILES) in
-the seeded random order, for training the bundled default (docs/molecules.md); it is not bundled.
+the seeded random order (its first 250,000 are train.smi.gz). The bundled default is trained on
+it, and it ships as moses_train.smi.gz so that the bundled run's data can be read again.
 
     python data/molecules/build.py /tmp/molsets/molsets-0.3.1-py3-none-any.whl \
         --full-train moses_train.smi.gz

@@ -98,11 +98,12 @@ MOSES_PAPER_RESULTS: dict[str, dict[str, float]] = {
     },
 }
 
-# Sized for a 2-core CPU (about 190 molecules a second per core): the bundled default is this
-# preset trained for 4 epochs of the bundled 250k sample. SELFIES keeps every sample a valid
-# molecule, which a short CPU budget cannot buy for SMILES.
+# Sized for a 2-core CPU (about 800 molecules a second on one core). SMILES with a KL weight
+# that rises to 0.3 over 1,000 steps: measured, it reached FCD/Test 1.38 after 1.28M MOSES
+# molecules where SELFIES with the weight rising to 1 stayed at 7.7, and kept 22 nats in z
+# against 2 (docs/molecules.md). `polyvae sample` writes only the valid SMILES.
 SMALL_PRESET: dict[str, Any] = {
-    "representation": "selfies",
+    "representation": "smiles",
     "latent_dim": 64,
     "embedding_dim": 32,
     "encoder_hidden": 128,
@@ -113,7 +114,8 @@ SMALL_PRESET: dict[str, Any] = {
     "batch_size": 256,
     "lr": 1e-3,
     "epochs": 4,
-    "beta_warmup_steps": 1500,
+    "beta_max": 0.3,
+    "beta_warmup_steps": 1000,
 }
 
 
