@@ -115,6 +115,10 @@ def _to_bool(value: Any) -> bool:
     raise ValueError
 
 
+# A fitted prior's defaults (polyvae.priors, polyvae fit-prior, training's prior_components):
+# mixture components, and the training items whose codes it is fitted to.
+PRIOR_COMPONENTS = 20
+PRIOR_FIT_ITEMS = 20_000
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -228,7 +232,9 @@ class EngineConfig(Settings):
         "default (polyvae fit-prior; none: sample from N(0, I))",
         choices=("gmm", "flow", "none"),
     )
-    prior_components: int = setting(20, "components of the fitted Gaussian mixture", minimum=1)
+    prior_components: int = setting(
+        PRIOR_COMPONENTS, "components of the fitted Gaussian mixture", minimum=1
+    )
     condition: tuple[str, ...] = setting(
         (), "item properties the model is conditioned on (e.g. qed,logp)"
     )

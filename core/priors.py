@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from polyvae.config import PRIOR_COMPONENTS, PRIOR_FIT_ITEMS
 from polyvae.errors import RunError, UserError
 from polyvae.files import atomic_write_json, load_tensors, read_json, save_tensors
 from polyvae.vae import standard_normal_log_density
@@ -35,11 +36,8 @@ if TYPE_CHECKING:
 PRIOR_KINDS = ("gmm", "flow")
 # The names ``--prior`` takes: the standard normal, or the run's fitted prior.
 PRIOR_CHOICES = ("standard", "fitted")
-# Codes of at most this many training items are encoded to fit a prior, unless asked otherwise.
-DEFAULT_FIT_ITEMS = 20_000
 # Share of the codes held out to measure the fitted density.
 HELD_OUT_SHARE = 0.1
-DEFAULT_COMPONENTS = 20
 # The flow: transforms, hidden units per layer, batch size, and its training: FLOW_PASSES
 # passes over the codes, at most FLOW_MAX_STEPS optimiser steps.
 FLOW_TRANSFORMS = 4
@@ -263,7 +261,7 @@ FITTED_KINDS: dict[str, type[FittedPrior]] = {"gmm": GaussianMixture, "flow": Fl
 
 
 def fit_prior(
-    codes: np.ndarray, kind: str = "gmm", components: int = DEFAULT_COMPONENTS, seed: int = 0
+    codes: np.ndarray, kind: str = "gmm", components: int = PRIOR_COMPONENTS, seed: int = 0
 ) -> tuple[FittedPrior, dict[str, Any]]:
     """Fit a prior of ``kind`` to ``codes`` (one row per item) with HELD_OUT_SHARE of them held
     out; the prior and a record of the fit: items, and the held-out mean log-likelihood of the
@@ -301,8 +299,8 @@ def fit_model_prior(
     model: Model,
     items: Sequence[Any],
     kind: str = "gmm",
-    components: int = DEFAULT_COMPONENTS,
-    max_items: int = DEFAULT_FIT_ITEMS,
+    components: int = PRIOR_COMPONENTS,
+    max_items: int = PRIOR_FIT_ITEMS,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Fit a prior to one posterior sample of the codes of (a seeded random subset of at most

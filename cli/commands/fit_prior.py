@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from polyvae.cli.options import device_option, json_option, seed_option
+from polyvae.config import PRIOR_COMPONENTS, PRIOR_FIT_ITEMS
 from polyvae.errors import UserError
 
 
@@ -23,7 +24,7 @@ from polyvae.errors import UserError
 @click.option(
     "--components",
     type=click.IntRange(min=1),
-    default=20,
+    default=PRIOR_COMPONENTS,
     show_default=True,
     help="Components of the Gaussian mixture.",
 )
@@ -31,7 +32,7 @@ from polyvae.errors import UserError
     "--items",
     "max_items",
     type=click.IntRange(min=0),
-    default=20_000,
+    default=PRIOR_FIT_ITEMS,
     show_default=True,
     help="Training items whose codes are fitted, a seeded random subset (0: all).",
 )
