@@ -214,7 +214,7 @@ class Trainer:
         )
         self.state = TrainState()
         # The epoch's posterior means so far, for the live active-units count.
-        self.epoch_latent = LatentStatistics(engine.latent_dim, self.device)
+        self.epoch_latent = LatentStatistics(engine.latent_dim, self.device, keep_mi_rows=False)
         # Var_x E_q[z_d] on the validation items at the last validation.
         self.latent_variance: list[float] | None = None
 
@@ -584,7 +584,9 @@ class Trainer:
         state.step_in_epoch = 0
         state.epoch_sums = {}
         state.seconds = 0.0
-        self.epoch_latent = LatentStatistics(self.engine.latent_dim, self.device)
+        self.epoch_latent = LatentStatistics(
+            self.engine.latent_dim, self.device, keep_mi_rows=False
+        )
         score = record.get("val_elbo", -record["loss"])
         # While beta still rises the ELBO falls as the latent comes into use, so during warm-up
         # the latest weights are kept and model selection and early stopping wait.
@@ -681,7 +683,7 @@ class Trainer:
             for rank, states in enumerate(ranks[1:], start=1):
                 tensors.update({f"{name}.rank{rank}": tensor for name, tensor in states.items()})
             epoch_sums = self._rank_sums()
-            latent = LatentStatistics(self.engine.latent_dim, self.device)
+            latent = LatentStatistics(self.engine.latent_dim, self.device, keep_mi_rows=False)
             latent.mu_sum.copy_(self.epoch_latent.mu_sum)
             latent.mu_sq_sum.copy_(self.epoch_latent.mu_sq_sum)
             latent.reduce(self.place)

@@ -189,9 +189,12 @@ class LatentStatistics:
     """Sums over items of the ELBO's terms and of the posterior means, in float64, from which the
     per-item means, Var_x E_q[z_d] (active units) and the mutual information follow. Validation,
     likelihood, scoring and training's live count all use it; under DDP each rank adds its own
-    items and :meth:`reduce` adds the ranks' sums."""
+    items and :meth:`reduce` adds the ranks' sums. ``keep_mi_rows=False`` skips the copies the
+    mutual information needs, for training's live count, which never reports it."""
 
-    def __init__(self, latent_dim: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, latent_dim: int, device: torch.device | str = "cpu", keep_mi_rows: bool = True
+    ) -> None:
         def zeros(*shape: int) -> Tensor:
             return torch.zeros(*shape, dtype=torch.float64, device=device)
 
@@ -199,6 +202,7 @@ class LatentStatistics:
         self.mu_sum = zeros(latent_dim)
         self.mu_sq_sum = zeros(latent_dim)
         self.kl_dim_sum = zeros(latent_dim)
+        self.keep_mi_rows = keep_mi_rows
         self.mi_rows: list[tuple[Tensor, Tensor]] = []  # the first MI_ITEMS posteriors
 
     @property
@@ -221,7 +225,7 @@ class LatentStatistics:
         if kl_per_dim is not None:
             self.kl_dim_sum += kl_per_dim.detach().double().sum(0)
         kept = sum(len(part) for part, _ in self.mi_rows)
-        if kept < MI_ITEMS:
+        if self.keep_mi_rows and kept < MI_ITEMS:
             rows = slice(0, MI_ITEMS - kept)
             self.mi_rows.append((mu[rows].float().cpu(), logvar.detach()[rows].float().cpu()))
 
@@ -232,6 +236,8 @@ class LatentStatistics:
             return
         for tensor in (self.totals, self.mu_sum, self.mu_sq_sum, self.kl_dim_sum):
             place.sum_(tensor)
+        if not self.keep_mi_rows:
+            return
         parts = place.gather(self._mi_tensors())
         rows = [part for part in parts if part is not None]
         mu = torch.cat([mu for mu, _ in rows])[:MI_ITEMS] if rows else torch.zeros(0)
