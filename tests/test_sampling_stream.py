@@ -99,17 +99,19 @@ def test_large_streams_are_rendered_in_worker_processes(tmp_path, monkeypatch, m
         writers.write_stream(iter(molecule_chunks), one, novel=novel, n_jobs=1)
         assert len(in_main) == len(molecule_chunks)
         in_main.clear()
-        # Chunks of ten stay in the main process unless the bar is lowered.
-        monkeypatch.setattr(writers, "PARALLEL_FROM", 5)
+        # Small chunks that add up to a large file are worth the workers' start-up.
+        monkeypatch.setattr(writers, "PARALLEL_FROM", 25)
         two = tmp_path / f"two{suffix}"
         assert writers.write_stream(iter(molecule_chunks), two, novel=novel, n_jobs=2) == 60
         assert in_main == []  # the workers did the rendering
         assert two.read_bytes() == one.read_bytes()
-        monkeypatch.setattr(writers, "PARALLEL_FROM", writers.PARALLEL_FROM)
-    # A list written at once is shared among the workers as well.
-    monkeypatch.setattr(writers, "PARALLEL_FROM", 5)
+    # A small file stays in the main process; a large list is shared among the workers.
+    writers.write_stream(iter(molecule_chunks[:2]), tmp_path / "small.csv", novel=novel, n_jobs=2)
+    assert in_main == [1, 1]
+    in_main.clear()
+    whole = [text for chunk in molecule_chunks for text in chunk]
     listed = tmp_path / "list.csv"
-    writers.write([text for chunk in molecule_chunks for text in chunk], listed, novel, n_jobs=2)
+    writers.write(whole, listed, novel, n_jobs=2)
     assert in_main == [] and listed.read_bytes() == (tmp_path / "one.csv").read_bytes()
     rows = list(csv.DictReader((tmp_path / "two.csv").open()))
     assert [row["id"] for row in rows] == [str(number) for number in range(1, 61)]

@@ -34,9 +34,10 @@ COLUMNS = ("smiles", "id", "valid", "novel", *STANDARD_PROPERTIES)
 GRID_LIMIT = 100  # a bigger grid is too large an image to look at
 GRID_PER_ROW = 5
 GRID_CELL = (300, 300)
-# Below this many molecules in the first chunk (a small file), starting the workers costs more
-# than sharing the RDKit work saves: each imports torch and RDKit, about 3 s on 2 cores. Measured
-# on one chunk, 1 process against 2 workers: 2,000 molecules 4.2 s vs 6.7 s, 4,000 9.1 s vs 8.9 s.
+# A file of fewer molecules is rendered here: starting the workers costs more than sharing the
+# RDKit work saves (each imports torch and RDKit, about 3 s on 2 cores). Measured on one chunk,
+# 1 process against 2 workers: 2,000 molecules 4.2 s vs 6.7 s, 4,000 9.1 s vs 8.9 s. Counted over
+# the opening chunks, not the first alone: sampling only valid molecules makes chunks of ~3,000.
 PARALLEL_FROM = 4000
 # How SD records travel from the workers: every property, and coordinates to full precision.
 WHOLE_MOLECULE = Chem.PropertyPickleOptions.AllProps | Chem.PropertyPickleOptions.CoordsAsDouble
@@ -150,12 +151,14 @@ def _rendered(
 ) -> Iterator[tuple[list[str] | list[bytes], int]]:
     """(what ``render`` made, number of molecules) of each chunk, in order."""
     chunks = iter(chunks)
-    first = next(chunks, None)
-    if first is None:
-        return
-    chunks = itertools.chain([first], chunks)
+    opening: list[Sequence[str]] = []
+    # Held until the file is known to be large enough for the workers, or has ended.
+    while sum(map(len, opening)) < PARALLEL_FROM and (chunk := next(chunks, None)) is not None:
+        opening.append(chunk)
+    small = sum(map(len, opening)) < PARALLEL_FROM
+    chunks = itertools.chain(opening, chunks)
     start = 0
-    if n_jobs < 2 or len(first) < PARALLEL_FROM:  # a worker's start-up would cost more
+    if n_jobs < 2 or small:  # a worker's start-up would cost more
         for chunk in chunks:
             yield render(list(chunk), start), len(chunk)
             start += len(chunk)

@@ -3,6 +3,7 @@ traceback, no worker process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ def test_a_stop_while_sampling_to_a_file_leaves_nothing_behind(tmp_path, stop):
     )
     try:
         deadline = time.time() + 120
-        # The workers exist once the first chunk is decoded and handed over; beside them run
+        # The workers start once 4,000 molecules are decoded (PARALLEL_FROM); beside them run
         # the command, multiprocessing's forkserver and its resource tracker.
         while len(processes(group=process.pid)) < workers + 3 and time.time() < deadline:
             time.sleep(0.2)
@@ -45,8 +46,11 @@ def test_a_stop_while_sampling_to_a_file_leaves_nothing_behind(tmp_path, stop):
         else:
             os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
-    finally:
-        process.kill()
+    except BaseException:
+        # The whole group: a failed check must not leave workers behind for the next tests.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        raise
     # Nothing but click's word: no traceback, no worker's complaint.
     assert (process.returncode, stderr.strip()) == (1, "Aborted!")
     assert list(tmp_path.iterdir()) == []

@@ -71,7 +71,7 @@ def one_round(domain: str, folder: Path, rng: random.Random, fault: str) -> None
     quiet = {"progress": False, "log": lambda message: None}
     if fault == "damaged data" and domain == "text":
         data.write_bytes(b"\xff\xfe not utf-8\n" * 3)
-        with pytest.raises(polyvae.UserError, match=r"all 3 records .* not UTF-8 text"):
+        with pytest.raises(polyvae.UserError, match=r"all 3 were skipped .* not UTF-8 text"):
             polyvae.train(domain, data=data, config=config, out=run, **quiet)
         return
     if fault == "interrupted":
