@@ -312,6 +312,9 @@ def build_vae(
     )
 
 
+HALF_PRECISIONS = (torch.float16, torch.bfloat16)
+
+
 def load_weights(vae: torch.nn.Module, path: Path) -> None:
     state = load_tensors(path)
     expected = vae.state_dict()
@@ -322,10 +325,14 @@ def load_weights(vae: torch.nn.Module, path: Path) -> None:
             f"{path} does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     for name, tensor in state.items():
-        if tensor.shape != expected[name].shape or tensor.dtype != expected[name].dtype:
+        want = expected[name]
+        # Floating weights may be stored narrower (a bundled model in float16, to keep the wheel
+        # small): load_state_dict widens them. Anything else must match exactly.
+        narrower = tensor.dtype in HALF_PRECISIONS and want.dtype == torch.float32
+        if tensor.shape != want.shape or (tensor.dtype != want.dtype and not narrower):
             raise RunError(
                 f"{path}: '{name}' is {tuple(tensor.shape)} {tensor.dtype}, the model expects "
-                f"{tuple(expected[name].shape)} {expected[name].dtype}"
+                f"{tuple(want.shape)} {want.dtype}"
             )
     vae.load_state_dict(state)
 

@@ -121,3 +121,15 @@ def test_weights_that_do_not_fit_are_refused(run_copy, plugin_site, fault):
         message = "does not fit this model.*unexpected"
     save_tensors(run_copy / "model.safetensors", state)
     load_and_cli(run_copy, plugin_site, message, cli=False)
+
+
+def test_weights_stored_in_half_precision_load_widened(run_copy):
+    from polyvae.files import load_tensors
+
+    full = polyvae.load(run_copy).vae.state_dict()
+    state = load_tensors(run_copy / "model.safetensors")
+    save_tensors(run_copy / "model.safetensors", {k: v.half() for k, v in state.items()})
+    loaded = polyvae.load(run_copy).vae.state_dict()
+    for name, tensor in loaded.items():
+        assert tensor.dtype == torch.float32
+        torch.testing.assert_close(tensor, full[name], rtol=1e-3, atol=1e-4)
