@@ -19,52 +19,24 @@ every candidate's curves from the curve file.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import torch
+from curves import best_weights, curve_figure, draw_points, main, training_so_far
 
-import polyvae
 from polyvae.plugins.molecules.metrics import bundled_smiles
-from polyvae.priors import fit_model_prior
 
+RECIPE_KEYS = ("representation", "decoder_hidden", "beta_max", "kl_target", "augment")
 SAMPLE_METRICS = ("validity", "FCD/Test", "Filters", "SNN/Test")
 RECONSTRUCTED = 1000
 
 
-def measure(run: Path, samples: int, seed: int) -> dict:
+def measure(run: Path, args: argparse.Namespace) -> dict:
     """One point of ``run``'s learning curve, from a copy of its current best weights."""
-    history = [json.loads(line) for line in (run / "metrics.jsonl").open()]
-    meta = json.loads((run / "run.json").read_text())
-    config = meta["config"]
-    last = history[-1]
-    point = {
-        "run": run.name,
-        "recipe": {
-            key: config[key]
-            for key in ("representation", "decoder_hidden", "beta_max", "kl_target", "augment")
-            if key in config
-        },
-        "epoch": last["epoch"],
-        "molecules_seen": last["step"] * config["batch_size"],
-        "cpu_minutes": sum(record["seconds"] for record in history)
-        * max(config["threads"], 1)
-        / 60,
-        "val_kl": last["val_kl"],
-        "val_active_units": last["val_active_units"],
-    }
-    with tempfile.TemporaryDirectory(prefix="polyvae-curve-") as scratch:
-        copy = Path(scratch) / run.name
-        copy.mkdir()
-        for name in ("run.json", "model.safetensors"):
-            shutil.copy2(run / name, copy / name)
-        shutil.copytree(run / "codec", copy / "codec")
-        model = polyvae.load(copy)
-        training, _ = model.data_splits()
-        fit_model_prior(model, training, seed=seed)
+    point, history = training_so_far(run, RECIPE_KEYS, "molecules")
+    point["val_active_units"] = history[-1]["val_active_units"]
+    samples, seed = args.samples, args.seed
+    with best_weights(run, seed) as model:
         test = bundled_smiles("test")
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(test), generator=generator)[:RECONSTRUCTED].tolist()
@@ -79,46 +51,15 @@ def measure(run: Path, samples: int, seed: int) -> dict:
 
 
 def plot(curve: Path, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [json.loads(line) for line in curve.open()]
     panels = ("fitted: FCD/Test", "fitted: validity", "reconstruction_exact", "val_kl")
-    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
-    for run in dict.fromkeys(point["run"] for point in points):
-        mine = [point for point in points if point["run"] == run]
-        for axis, key in zip(axes, panels, strict=True):
-            axis.plot([p["cpu_minutes"] for p in mine], [p.get(key) for p in mine], "o-", label=run)
-            axis.set_title(key, fontsize=10)
-            axis.set_xlabel("training CPU-minutes")
-            axis.grid(alpha=0.3)
+    points, figure, axes = curve_figure(curve, len(panels))
+    draw_points(points, axes, panels)
+    for axis in axes:
+        axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out, dpi=120)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, nargs="?", help="a molecules run directory to measure")
-    parser.add_argument("--curve", type=Path, default=Path("benchmarks/molecules_recipe.jsonl"))
-    parser.add_argument("--samples", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--plot", type=Path, help="draw the curve file's curves to this PNG")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.run is not None:
-        started = time.perf_counter()
-        point = measure(args.run, args.samples, args.seed)
-        point["measure_seconds"] = round(time.perf_counter() - started, 1)
-        with args.curve.open("a") as handle:
-            handle.write(json.dumps(point) + "\n")
-        print(json.dumps(point, indent=2))
-    if args.plot is not None:
-        plot(args.curve, args.plot)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__.splitlines()[0], "benchmarks/molecules_recipe.jsonl", 5000, measure, plot)

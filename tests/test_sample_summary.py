@@ -59,7 +59,7 @@ def test_summary_without_a_codec_that_knows_the_training_items_says_no_novelty()
             r"sampled 5 items: \d+\.\d% of [\d,]+ decoded were valid, 100\.0% unique, "
             r"\d+\.\d% novel",
         ),
-        ("text", r"sampled 5 items: \d+\.\d% unique"),
+        ("text", r"sampled 5 items: \d+\.\d% unique, \d+\.\d% novel"),
         ("images", r"sampled 5 items"),
     ],
 )

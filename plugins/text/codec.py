@@ -5,8 +5,10 @@ Three tokenizers, each lossless (decoding a text's tokens gives the text back):
 - ``bpe`` (default): byte-level BPE, as in GPT-2. Any text can be encoded; there are no unknown
   tokens.
 - ``word``: one token per word or punctuation run, split as GPT-2 splits before merging (a word
-  keeps its leading space), so spacing survives a round trip. Words outside the ``vocab_size``
-  most frequent ones become ``<unk>``.
+  keeps its leading space), so spacing survives a round trip. The text's first word gets a space
+  too (dropped again when decoding), so that each word has one token wherever it stands: with two
+  forms, a decoder could put "eyes" after "the" and write "theeyes". Words outside the
+  ``vocab_size`` most frequent ones become ``<unk>``.
 - ``char``: one token per character; characters outside the vocabulary become ``<unk>``.
 
 The special tokens of :mod:`polyvae.plugins.sequence` come first, so their ids match the networks'.
@@ -62,7 +64,7 @@ def _untrained(kind: str, vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]
         return tokenizer, trainer
     tokenizer = Tokenizer(models.WordLevel(unk_token=SPECIAL_TOKENS[UNK]))
     if kind == "word":
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tokenizer.decoder = decoders.ByteLevel()
     else:
         tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
@@ -154,12 +156,14 @@ class TextCodec:
 
     def decode(self, batch: Batch) -> list[str]:
         """Token ids -> texts. Everything from a row's first ``<eos>`` on is dropped; ``<unk>``
-        stays visible as ``<unk>``."""
+        stays visible as ``<unk>``. Texts are stripped, as the reader strips them (and as the
+        word tokenizer's added first space needs)."""
         rows = []
         for row in batch["tokens"].cpu().tolist():
             end = row.index(EOS) if EOS in row else len(row)
             rows.append([token for token in row[:end] if token not in (PAD, BOS)])
-        return self.tokenizer.decode_batch(rows, skip_special_tokens=False)
+        texts = self.tokenizer.decode_batch(rows, skip_special_tokens=False)
+        return [text.strip() for text in texts]
 
     @property
     def novel(self) -> Callable[[Sequence[str]], np.ndarray] | None:

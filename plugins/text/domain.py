@@ -32,10 +32,9 @@ if TYPE_CHECKING:
 
 # Against posterior collapse, where the decoder learns to ignore z (Bowman et al. 2016): a KL
 # warm-up, and free bits (Kingma et al. 2016), which stop penalising a latent dimension's KL below
-# 0.2 nats so that every dimension is worth using. Word dropout (``word_dropout`` above 0) is off
-# by default: with free bits the latent stays in use without it, and on the bundled corpus
-# dropping 30% of the tokens cost 25% in test perplexity against the same decoder as a plain
-# language model, where dropping none cost 0.4% (benchmarks/text_default.py).
+# 0.2 nats so that every dimension is worth using. That keeps z in use but holds little in it;
+# the ``small`` preset below holds a KL target and adds word dropout, for a z that carries the
+# sentence (docs/text.md).
 TRAINING_DEFAULTS: dict[str, Any] = {
     "beta_schedule": "linear",
     "beta_warmup_steps": 3000,
@@ -43,19 +42,22 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
 }
 
-# Sized for a 2-core CPU on the bundled 38k WordNet training sentences (about 540 steps an
-# epoch, measured at 0.5-1 s a step on one busy core): the time limit ends it within the hour.
+# The bundled model's recipe (docs/text.md has the curves it was chosen from): whole words, so
+# that samples hold no invented words; a KL target of 60 nats, above the 40 nats a test sentence
+# costs the same decoder as a plain language model, so that z can hold all of it; word dropout,
+# so that the decoder leans on z instead of on the words it wrote. Up to 10,000 steps of 64 texts
+# (18 passes over the 34k training sentences); early stopping ended the bundled run after 7,500,
+# 37 minutes on one core of this 2-core CPU.
 SMALL_PRESET: dict[str, Any] = {
     **TRAINING_DEFAULTS,
-    "beta_warmup_steps": 2000,
-    "time_limit": 55.0,
-    "vocab_size": 4000,
-    "latent_dim": 32,
-    "embedding_dim": 128,
-    "encoder_hidden": 128,
-    "decoder_hidden": 256,
-    "decoder_layers": 1,
-    "epochs": 8,
+    "tokenizer": "word",
+    "vocab_size": 16000,
+    "latent_dim": 64,
+    "kl_target": 60.0,
+    "word_dropout": 0.3,
+    "steps_per_epoch": 500,
+    "epochs": 20,
+    "time_limit": 120.0,
 }
 
 

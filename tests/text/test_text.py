@@ -154,12 +154,22 @@ def test_codec_tells_novel_texts_in_their_normal_form(tmp_path):
     assert summary.line() == "sampled 4 items: 75.0% unique, 50.0% novel"
 
 
-def test_runs_saved_without_their_training_texts_report_no_novelty():
-    bundled = TextCodec.load(TextDomain().pretrained() / "codec")  # saved before texts were kept
-    assert bundled.novel is None
-    summary = Summary(SimpleNamespace(domain=TextDomain(), codec=bundled))
+def test_runs_saved_without_their_training_texts_report_no_novelty(tmp_path):
+    TextCodec.fit(SENTENCES, "word").save(tmp_path)
+    (tmp_path / "training_set.safetensors").unlink()  # as codecs were saved before it was kept
+    older = TextCodec.load(tmp_path)
+    assert older.novel is None
+    summary = Summary(SimpleNamespace(domain=TextDomain(), codec=older))
     summary.add(["a text", "a text"])
     assert summary.line() == "sampled 2 items: 50.0% unique"
+
+
+def test_word_tokens_have_one_form_wherever_the_word_stands():
+    codec = TextCodec.fit(["eyes of the cat", "the eyes"], "word")
+    first, inner = (codec.token_ids([text])[0] for text in ("eyes", "the eyes"))
+    assert first == inner[1:]  # no space-less "eyes" for the start of a text
+    # So no sequence of tokens glues two words together.
+    assert codec.decode({"tokens": torch.tensor([[BOS, *inner, EOS]])}) == ["the eyes"]
 
 
 def test_unknown_words_become_unk_and_bpe_has_none():
@@ -326,9 +336,8 @@ def test_reconstruction_metrics_compare_texts_with_their_decodings():
 
 def test_word_keep_of_runs_written_before_reads_as_word_dropout():
     domain = TextDomain()
-    bundled = json.loads((domain.pretrained() / "run.json").read_text())["config"]
-    assert bundled["word_keep"] == 1.0  # the bundled run predates the rename
-    assert domain.resolve_config(bundled)["word_dropout"] == 0.0
+    # The previous bundled run's config said word_keep = 1.0.
+    assert domain.resolve_config({"word_keep": 1.0})["word_dropout"] == 0.0
     assert domain.resolve_config({"word_keep": "0.7"})["word_dropout"] == 1.0 - 0.7
     assert domain.resolve_config({"word_dropout": 0.3})["word_dropout"] == 0.3
     with pytest.raises(ConfigError, match="one setting"):
@@ -337,9 +346,9 @@ def test_word_keep_of_runs_written_before_reads_as_word_dropout():
         domain.resolve_config({"word_keep": 1.5})
 
 
-def test_small_preset_keeps_the_latent_in_use():
-    preset = TextDomain.presets["small"]
-    assert preset["free_bits"] > 0 and preset["beta_warmup_steps"] > 0
+def test_small_preset_holds_a_rate_and_makes_the_decoder_read_z():
+    config = TextDomain().resolve_config({"preset": "small"})
+    assert config["kl_target"] > 0 and config["word_dropout"] > 0 and config["tokenizer"] == "word"
 
 
 def test_text_domain_passes_the_conformance_kit(corpus, tmp_path: Path):
