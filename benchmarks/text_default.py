@@ -91,6 +91,12 @@ def exact_perplexity(model: polyvae.Model, texts: list[str]) -> dict[str, float]
     return {"nll": nll / len(texts), "nll_per_token": per_token, "perplexity": math.exp(per_token)}
 
 
+def test_texts(model: polyvae.Model) -> list[str]:
+    """The bundled test split, read as ``model``'s domain reads texts."""
+    source = resources.files("polyvae.data") / "text" / "test.txt.gz"
+    return [str(text) for text in model.domain.read(str(source), model.config)[0]]
+
+
 def interpolations(model: polyvae.Model, test: list[str], training: list[str], seed: int):
     """Greedy paths between ``PAIRS`` seeded pairs of test texts: the mean number of distinct
     texts per path, the lowest word validity of a path, and the first path to read."""
@@ -121,8 +127,7 @@ def main() -> None:
     model = polyvae.load(args.run)
     if args.train_baseline:
         train_baseline(model, args.baseline)
-    test_file = resources.files("polyvae.data") / "text" / "test.txt.gz"
-    test = [str(text) for text in model.domain.read(str(test_file), model.config)[0]]
+    test = test_texts(model)
     training = [str(text) for text in model.data_splits()[0]]
     results = model.evaluate(
         test, k=50, samples=args.samples, seed=args.seed, training=training, likelihood_items=0

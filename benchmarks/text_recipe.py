@@ -19,12 +19,10 @@ samples under the standard and the fitted prior; a few reconstructions and sampl
 from __future__ import annotations
 
 import argparse
-from importlib import resources
 from pathlib import Path
 
 from curves import best_weights, curve_figure, draw_points, main, training_so_far
-
-import polyvae
+from text_default import TONGUE_TWISTER, test_texts
 
 RECIPE_KEYS = (
     "tokenizer",
@@ -37,13 +35,7 @@ RECIPE_KEYS = (
     "word_dropout",
 )
 SAMPLE_METRICS = ("word_validity", "uniqueness", "novelty", "distinct_2")
-TONGUE_TWISTER = "she sells sea shells by the shore"
 SHOWN = 5  # reconstructions and samples kept in each point, to read
-
-
-def test_texts(model: polyvae.Model) -> list[str]:
-    source = resources.files("polyvae.data") / "text" / "test.txt.gz"
-    return [str(text) for text in model.domain.read(str(source), model.config)[0]]
 
 
 def measure(run: Path, args: argparse.Namespace) -> dict:

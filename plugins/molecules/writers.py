@@ -152,10 +152,12 @@ def _rendered(
     """(what ``render`` made, number of molecules) of each chunk, in order."""
     chunks = iter(chunks)
     opening: list[Sequence[str]] = []
+    held = 0
     # Held until the file is known to be large enough for the workers, or has ended.
-    while sum(map(len, opening)) < PARALLEL_FROM and (chunk := next(chunks, None)) is not None:
+    while held < PARALLEL_FROM and (chunk := next(chunks, None)) is not None:
         opening.append(chunk)
-    small = sum(map(len, opening)) < PARALLEL_FROM
+        held += len(chunk)
+    small = held < PARALLEL_FROM
     chunks = itertools.chain(opening, chunks)
     start = 0
     if n_jobs < 2 or small:  # a worker's start-up would cost more
