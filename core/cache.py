@@ -53,13 +53,19 @@ def read_key(domain: Domain, source: Path, config: Mapping[str, Any]) -> str | N
         "polyvae": __version__,
         "domain": domain.name,
         "plugin": [plugin.name, plugin.version] if plugin else None,
-        "options": {option.name: config.get(option.name) for option in domain.options},
+        "options": {name: config.get(name) for name in read_option_names(domain)},
     }
     digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode())
     with open(source, "rb") as data:
         for block in iter(lambda: data.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_option_names(domain: Domain) -> list[str]:
+    if domain.read_options is None:
+        return [option.name for option in domain.options]
+    return sorted(domain.read_options)
 
 
 def load_read(key: str, source: str) -> tuple[list[str], ReadReport] | None:

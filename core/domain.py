@@ -114,6 +114,9 @@ class Domain(abc.ABC):
     presets: Mapping[str, Mapping[str, Any]] = {}
     # The domain's own defaults for engine keys (e.g. free_bits for text), below any preset.
     engine_defaults: Mapping[str, Any] = {}
+    # The names of the options :meth:`read` uses, which key the read cache; None: all of
+    # ``options`` (safe, but then a change of network size reads the data again).
+    read_options: Sequence[str] | None = None
     # The file type ``polyvae sample`` writes when -o names no suffix.
     default_suffix: str = ".txt"
     # Extra keyword options of ``Decoder.generate`` (decoding strategy, top-k, ...); the CLI

@@ -1,5 +1,5 @@
 """The read cache: a file parsed once is loaded back by content, and anything that could change
-the result (the bytes, a domain option) is a miss."""
+the result (the bytes, an option the reader uses) is a miss."""
 
 from __future__ import annotations
 
@@ -71,6 +71,24 @@ def test_changed_bytes_or_options_are_read_again(cache, molecules, tmp_path, mon
     assert len(calls) == 2 and "CCCC" in items
     read_items(domain, path, domain.resolve_config({"max_length": 3}))
     assert len(calls) == 3
+    # Options the reader does not use (network sizes) leave the cached read usable.
+    read_items(domain, path, domain.resolve_config({"max_length": 3, "decoder_hidden": 32}))
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("name", ["molecules", "text"])
+def test_every_option_a_reader_uses_keys_the_cache(name):
+    domain = get_domain(name)
+    used = []
+
+    class Recording(dict):
+        def __getitem__(self, key):
+            used.append(key)
+            return super().__getitem__(key)
+
+    with pytest.raises(FileNotFoundError):
+        domain.read("/nonexistent/data.txt", Recording(domain.resolve_config({})))
+    assert used and set(used) <= set(domain.read_options)
 
 
 def test_a_damaged_cache_file_is_ignored(cache, molecules, tmp_path, monkeypatch):

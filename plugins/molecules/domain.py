@@ -151,6 +151,7 @@ class MoleculesDomain(Domain):
         Option("augment", False, "train on a fresh randomised SMILES of each molecule each epoch"),
     )
     presets = {"small": SMALL_PRESET, "moses": MOSES_PRESET}
+    read_options = ("representation", "column", "max_length")
     write_options = (
         Option(
             "jobs",

@@ -94,6 +94,7 @@ class TextDomain(Domain):
         ),
     )
     presets = {"small": SMALL_PRESET}
+    read_options = ("tokenizer", "column", "label_column", "max_length", "too_long")
     # The engine keys this domain wants by default (see TRAINING_DEFAULTS).
     engine_defaults = TRAINING_DEFAULTS
     generate_options = (
