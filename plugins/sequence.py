@@ -49,9 +49,11 @@ class SequenceEncoder(Encoder):
         hidden_size: int,
         num_layers: int = 1,
         bidirectional: bool = True,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
             embedding_dim, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional
         )
@@ -62,7 +64,10 @@ class SequenceEncoder(Encoder):
         tokens, lengths = trimmed(batch)
         # Packing makes the backward direction start at each row's own <eos>, not at padding.
         packed = pack_padded_sequence(
-            self.embedding(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False
+            self.dropout(self.embedding(tokens)),
+            lengths.cpu(),
+            batch_first=True,
+            enforce_sorted=False,
         )
         _, hidden = self.gru(packed)  # (layers * directions, N, hidden)
         return hidden[-self.directions :].transpose(0, 1).reshape(tokens.shape[0], -1)
@@ -75,6 +80,8 @@ class SequenceDecoder(Decoder):
     ``max_length`` bounds generation: the most tokens of an item, ``<bos>`` and ``<eos>`` not
     counted. ``word_dropout`` (Bowman et al. 2016) replaces input tokens by ``<unk>`` with that
     probability while training, so the decoder must lean on z rather than on the previous tokens.
+    ``dropout`` drops embedding and output units while training (generation, which unrolls the
+    GRU in :class:`GruSteps`, runs without it, as evaluation does).
     """
 
     def __init__(
@@ -86,9 +93,11 @@ class SequenceDecoder(Decoder):
         latent_dim: int,
         max_length: int,
         word_dropout: float = 0.0,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
         self.initial_state = nn.Linear(latent_dim, hidden_size)
         self.gru = nn.GRU(embedding_dim + latent_dim, hidden_size, num_layers, batch_first=True)
         self.output = nn.Linear(hidden_size, vocab_size)
@@ -100,10 +109,10 @@ class SequenceDecoder(Decoder):
         return state.unsqueeze(0).expand(self.gru.num_layers, -1, -1).contiguous()
 
     def _step(self, inputs: Tensor, z: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        embedded = self.embedding(inputs)
+        embedded = self.dropout(self.embedding(inputs))
         latent = z.to(embedded.dtype).unsqueeze(1).expand(-1, inputs.shape[1], -1)
         outputs, hidden = self.gru(torch.cat([embedded, latent], dim=-1), hidden)
-        return self.output(outputs), hidden
+        return self.output(self.dropout(outputs)), hidden
 
     def log_prob(self, batch: Batch, z: Tensor) -> Tensor:
         """Teacher forcing: sum over each row of log p(token | earlier tokens, z), from the first
@@ -350,6 +359,7 @@ def build_networks(
         config["encoder_hidden"],
         config["encoder_layers"],
         config["encoder_bidirectional"],
+        config["dropout"],
     )
     decoder = decoder_class(
         vocab_size,
@@ -359,5 +369,6 @@ def build_networks(
         latent_dim,
         max_tokens,
         config["word_dropout"],
+        config["dropout"],
     )
     return encoder, decoder

@@ -38,4 +38,12 @@ def network_options(
             minimum=0.0,
             maximum=1.0,
         ),
+        Option(
+            "dropout",
+            0.0,
+            "dropout on the token embeddings and the decoder's outputs in training, against "
+            "memorising a small corpus",
+            minimum=0.0,
+            maximum=0.9,
+        ),
     )

@@ -359,6 +359,22 @@ def test_word_dropout_replaces_inputs_by_unk_in_training_only():
     assert torch.allclose(decoder.eval().log_prob(batch, z), manual_log_prob(decoder, z))
 
 
+def test_dropout_acts_in_training_only_and_adds_no_weights():
+    torch.manual_seed(0)
+    plain = SequenceDecoder(VOCAB, EMBED, HIDDEN, 1, LATENT, max_length=10)
+    dropped = SequenceDecoder(VOCAB, EMBED, HIDDEN, 1, LATENT, max_length=10, dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())  # the same keys: runs trained without it load
+    z = torch.randn(2, LATENT)
+    batch = {"tokens": TOKENS, "lengths": LENGTHS}
+    assert torch.allclose(dropped.eval().log_prob(batch, z), plain.eval().log_prob(batch, z))
+    dropped.train()
+    assert not torch.allclose(dropped.log_prob(batch, z), dropped.log_prob(batch, z))
+
+    encoder = SequenceEncoder(VOCAB, EMBED, HIDDEN, dropout=0.5)
+    assert not torch.allclose(encoder.train()(batch), encoder(batch))
+    assert torch.allclose(encoder.eval()(batch), encoder(batch))
+
+
 def test_generate_stops_as_soon_as_every_row_has_ended():
     torch.manual_seed(0)
     decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 2, LATENT, max_length=40)
