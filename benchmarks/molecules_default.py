@@ -7,8 +7,8 @@ metrics against the bundled MOSES test set (its shipped statistics), raw validit
 filtered), novelty against the run's training data (hashes the codec keeps); likelihood, KL and
 greedy exact reconstruction on 1,000 random test molecules; the sample metrics under the other
 prior too (prefixed). Then the chemist's checks: paracetamol and aspirin reconstructed, the
-analogues of paracetamol (n=100, default radius), and penalized logP optimised by the
-cross-entropy method with a budget of decoded molecules.
+analogues of paracetamol (n=100, the `neighbours` command's default radius and temperature),
+and penalized logP optimised by the cross-entropy method with a budget of decoded molecules.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bars import judge, print_report
 
 import polyvae
 from polyvae.plugins.molecules import chemistry
+from polyvae.plugins.molecules.commands import ANALOGUE_RADIUS, ANALOGUE_TEMPERATURE
 from polyvae.plugins.molecules.metrics import (
     bundled_smiles,
     morgan_fingerprint,
@@ -61,7 +62,9 @@ def chemist_checks(model: polyvae.Model, budget: int, seed: int) -> dict:
         chemistry.canonical_smiles(new) == chemistry.canonical_smiles(old)
         for old, new in zip([PARACETAMOL, ASPIRIN], rebuilt, strict=True)
     ]
-    analogues = model.neighbours(PARACETAMOL, n=100, seed=seed)
+    analogues = model.neighbours(
+        PARACETAMOL, n=100, radius=ANALOGUE_RADIUS, temperature=ANALOGUE_TEMPERATURE, seed=seed
+    )
     valid = {smiles for smiles in analogues if chemistry.parse(smiles) is not None}
     reference = morgan_fingerprint(PARACETAMOL)
     similarities = [tanimoto(reference, morgan_fingerprint(smiles)) for smiles in valid]

@@ -8,31 +8,44 @@ from pathlib import Path
 import click
 import numpy as np
 
-from polyvae.cli.options import device_option, prior_option
+from polyvae.cli.options import device_option, prior_option, temperature_option
 from polyvae.errors import UserError
 from polyvae.plugins.molecules import chemistry, molecules_group
 from polyvae.plugins.molecules.metrics import morgan_fingerprint, tanimoto
 from polyvae.wording import plural
+
+# Close analogues with some variety, by measurement (benchmarks/molecules_analogues.py, in
+# docs/molecules.md): sampling the decoder near the seed's code gives closer molecules than
+# decoding greedily from points spread wider.
+ANALOGUE_RADIUS = 0.1
+ANALOGUE_TEMPERATURE = 1.0
 
 
 @molecules_group.command("neighbours")
 @click.argument("run")
 @click.argument("smiles")
 @click.option("-n", "count", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--radius", type=click.FloatRange(min=0.0), default=0.5, show_default=True)
+@click.option(
+    "--radius", type=click.FloatRange(min=0.0), default=ANALOGUE_RADIUS, show_default=True
+)
+@temperature_option(ANALOGUE_TEMPERATURE)
 @click.option("--seed", type=int)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the analogues.")
 @prior_option
 @device_option()
-def neighbours_command(run, smiles, count, radius, seed, output, prior, device) -> None:
+def neighbours_command(
+    run, smiles, count, radius, temperature, seed, output, prior, device
+) -> None:
     """Sample around SMILES's latent point; list distinct valid analogues by Tanimoto similarity
     (Morgan radius 2, 1024 bits) to the seed. --radius is in units of each latent dimension's
-    spread under the prior."""
+    spread under the prior; --temperature 0 decodes each point greedily."""
     from polyvae.model import load
 
     model = load(run, device=device)
     seed_smiles = model.domain.parse_item(smiles)
-    decoded = model.neighbours(seed_smiles, n=count, radius=radius, seed=seed, prior=prior)
+    decoded = model.neighbours(
+        seed_smiles, n=count, radius=radius, temperature=temperature, seed=seed, prior=prior
+    )
     valid = [item for item in dict.fromkeys(decoded) if chemistry.parse(item) is not None]
     reference = morgan_fingerprint(seed_smiles)
     ranked = sorted(

@@ -48,6 +48,12 @@ def test_neighbours_lists_analogues_by_similarity(run_dir):
     assert lines[0] == "tanimoto\tsmiles" and len(lines) > 1
     values = [float(line.split("\t")[0]) for line in lines[1:]]
     assert values == sorted(values, reverse=True) and all(0 <= v <= 1 for v in values)
+    # No radius and greedy decoding: every sample is the seed's one greedy reconstruction.
+    args = ("molecules", "neighbours", run_dir, "CC(=O)Nc1ccc(O)cc1", "-n", 20, "--seed", 0)
+    greedy = invoke(*args, "--radius", 0, "--temperature", 0)
+    assert greedy.exit_code == 0, greedy.output
+    assert "20 samples at radius 0.0: " in greedy.stderr
+    assert len(greedy.stdout.splitlines()) <= 2
 
 
 def test_optimize_with_the_head_and_with_a_similarity_objective(run_dir, tmp_path):
