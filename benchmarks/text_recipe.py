@@ -33,6 +33,7 @@ RECIPE_KEYS = (
     "kl_target",
     "free_bits",
     "word_dropout",
+    "dropout",
 )
 SAMPLE_METRICS = ("word_validity", "uniqueness", "novelty", "distinct_2")
 SHOWN = 5  # reconstructions and samples kept in each point, to read
