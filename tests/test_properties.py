@@ -1,17 +1,18 @@
-"""Property-based tests: the text codec round-trips any printable text, and the text and molecule
-readers never crash on arbitrary lines; they keep or report every record, or fail in one line."""
+"""Property-based tests: the text codec round-trips any printable text as the reader gives it,
+and the text and molecule readers never crash on arbitrary lines; they keep or report every
+record, or fail in one line."""
 
 from __future__ import annotations
 
 import unicodedata
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.reader import read_smiles
-from polyvae.plugins.text.codec import TextCodec
+from polyvae.plugins.text.codec import TextCodec, normal_form
 from polyvae.plugins.text.reader import CONTROL_CHARACTERS as CONTROL
 from polyvae.plugins.text.reader import TextFormat, read_texts
 
@@ -32,9 +33,12 @@ FAST = settings(
 @FAST
 @given(texts=TEXTS)
 def test_char_codec_round_trips_printable_text(texts):
+    # Texts as the reader and parse_item give them (NFC, stripped, not blank): decoding strips,
+    # so a text with outer spaces comes back without them.
+    texts = [normal_form(text) for text in texts if normal_form(text)]
+    assume(texts)
     codec = TextCodec.fit(texts, kind="char", vocab_size=100_000)
-    decoded = codec.decode(codec.encode(texts))
-    assert decoded == [unicodedata.normalize("NFC", text) for text in texts]
+    assert codec.decode(codec.encode(texts)) == texts
 
 
 @FAST
