@@ -7,6 +7,11 @@ with a fixed seed and writes ``train.txt.gz``, ``valid.txt.gz`` and ``test.txt.g
 line, UTF-8, NFC) beside this file, plus ``LICENSE.wordnet``, the licence that heads every WordNet
 database file. The output is byte-identical from run to run (gzip headers carry no time stamp).
 
+``--definitions FILE`` also writes a larger training file: the training examples and every
+gloss's definition (the text before the examples, "a domesticated carnivorous mammal ..."), less
+any text in the validation or test split, shuffled together. The splits stay the examples, so
+models trained on either file are measured on the same sentences.
+
     apt-get install wordnet-base
     python data/text/build.py            # --help for the options
 """
@@ -51,6 +56,19 @@ def examples(data_file: Path) -> list[str]:
     return found
 
 
+def definitions(data_file: Path) -> list[str]:
+    """The definition of every gloss in one data file (up to the first ';' once the quoted
+    examples are taken out), in file order."""
+    found = []
+    with open(data_file, encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith(" ") or "|" not in line:
+                continue
+            gloss = EXAMPLE.sub("", line.split("|", 1)[1])
+            found.append(gloss.split(";", 1)[0])
+    return found
+
+
 def clean(sentence: str, min_words: int) -> str | None:
     """NFC, single spaces, no dangling punctuation; None for fragments too short to be a text."""
     sentence = " ".join(unicodedata.normalize("NFC", sentence).split()).strip(" ;,")
@@ -78,6 +96,11 @@ def main() -> None:
     parser.add_argument("--valid", type=float, default=0.05, help="share for validation")
     parser.add_argument("--test", type=float, default=0.05, help="share for the test set")
     parser.add_argument("--min-words", type=int, default=3, help="drop shorter examples")
+    parser.add_argument(
+        "--definitions",
+        type=Path,
+        help="also write this training file: the training examples and the glosses' definitions",
+    )
     args = parser.parse_args()
 
     files = [args.wordnet / f"data.{pos}" for pos in PARTS_OF_SPEECH]
@@ -102,6 +125,15 @@ def main() -> None:
     atomic_write_text(args.out / "LICENSE.wordnet", licence(files[0]))
     counts = ", ".join(f"{name} {len(lines):,}" for name, lines in splits.items())
     print(f"{len(found):,} examples, {len(unique):,} after cleaning and de-duplication: {counts}")
+    if args.definitions:
+        kept = (clean(text, args.min_words) for file in files for text in definitions(file))
+        held_out = set(splits["valid"]) | set(splits["test"])
+        added = sorted({text for text in kept if text} - held_out - set(splits["train"]))
+        random.Random(args.seed).shuffle(added)
+        joined = splits["train"] + added
+        random.Random(args.seed + 1).shuffle(joined)
+        write_lines(args.definitions, joined)
+        print(f"{args.definitions}: {len(joined):,} texts ({len(added):,} definitions added)")
 
 
 if __name__ == "__main__":
