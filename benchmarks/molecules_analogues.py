@@ -19,7 +19,7 @@ import torch
 
 import polyvae
 from polyvae.plugins.molecules import chemistry
-from polyvae.plugins.molecules.metrics import morgan_fingerprint, tanimoto
+from polyvae.plugins.molecules.metrics import analogues_by_similarity
 
 SEEDS = {
     "paracetamol": "CC(=O)Nc1ccc(O)cc1",
@@ -36,15 +36,12 @@ def analogues(model: polyvae.Model, seed_smiles: str, radius: float, temperature
     decoded = model.neighbours(
         seed_smiles, n=100, radius=radius, temperature=temperature, seed=seed
     )
+    # Decoded molecules come as canonical SMILES: the seed's own is not an analogue.
     own = chemistry.canonical_smiles(seed_smiles)
-    valid = {
-        chemistry.canonical_smiles(smiles)
-        for smiles in decoded
-        if chemistry.parse(smiles) is not None
-    } - {own}
-    reference = morgan_fingerprint(seed_smiles)
-    similarities = [tanimoto(reference, morgan_fingerprint(smiles)) for smiles in valid]
-    return len(valid), statistics.median(similarities) if similarities else 0.0
+    similarities = [
+        value for smiles, value in analogues_by_similarity(seed_smiles, decoded) if smiles != own
+    ]
+    return len(similarities), statistics.median(similarities) if similarities else 0.0
 
 
 def main() -> None:

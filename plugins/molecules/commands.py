@@ -11,7 +11,7 @@ import numpy as np
 from polyvae.cli.options import device_option, prior_option, temperature_option
 from polyvae.errors import UserError
 from polyvae.plugins.molecules import chemistry, molecules_group
-from polyvae.plugins.molecules.metrics import morgan_fingerprint, tanimoto
+from polyvae.plugins.molecules.metrics import analogues_by_similarity, morgan_fingerprint, tanimoto
 from polyvae.wording import plural
 
 # Close analogues with some variety, by measurement (benchmarks/molecules_analogues.py, in
@@ -46,17 +46,11 @@ def neighbours_command(
     decoded = model.neighbours(
         seed_smiles, n=count, radius=radius, temperature=temperature, seed=seed, prior=prior
     )
-    valid = [item for item in dict.fromkeys(decoded) if chemistry.parse(item) is not None]
-    reference = morgan_fingerprint(seed_smiles)
-    ranked = sorted(
-        # Valid SMILES have fingerprints.
-        ((item, tanimoto(reference, morgan_fingerprint(item))) for item in valid),  # type: ignore[arg-type]
-        key=lambda pair: -pair[1],
-    )
+    ranked = analogues_by_similarity(seed_smiles, decoded)
     similarities = np.array([value for _, value in ranked])
     click.echo(
         f"{plural(len(decoded), 'sample')} at radius {radius}: "
-        f"{plural(len(valid), 'distinct valid molecule')}"
+        f"{plural(len(ranked), 'distinct valid molecule')}"
         + (
             f", Tanimoto to the seed mean {similarities.mean():.3f}, max {similarities.max():.3f}"
             if len(ranked)

@@ -142,6 +142,19 @@ def tanimoto(a: DataStructs.ExplicitBitVect, b: DataStructs.ExplicitBitVect) -> 
     return DataStructs.TanimotoSimilarity(a, b)
 
 
+def analogues_by_similarity(seed: str, smiles: Iterable[str]) -> list[tuple[str, float]]:
+    """The distinct valid molecules among ``smiles`` (in first-seen order for ties) with their
+    Tanimoto similarity to the valid SMILES ``seed``, most similar first."""
+    reference = morgan_fingerprint(seed)
+    assert reference is not None, "the seed is a valid molecule"
+    scored = []
+    for item in dict.fromkeys(smiles):
+        fingerprint = morgan_fingerprint(item)
+        if fingerprint is not None:
+            scored.append((item, tanimoto(reference, fingerprint)))
+    return sorted(scored, key=lambda pair: -pair[1])
+
+
 # --- per-molecule work (runs in worker processes) ----------------------------------------------
 
 

@@ -16,6 +16,7 @@ from polyvae.errors import UserError
 from polyvae.plugins.molecules.metrics import (
     METRIC_NAMES,
     PROPERTY_NAMES,
+    analogues_by_similarity,
     bundled_smiles,
     canonical_smiles,
     chemnet_activations,
@@ -65,6 +66,15 @@ def test_tanimoto_is_shared_over_either():
     assert fingerprint.GetNumBits() == 1024
     assert tanimoto(fingerprint, morgan_fingerprint("Oc1ccccc1")) == 1.0
     assert morgan_fingerprint("not a molecule") is None
+
+
+def test_analogues_are_distinct_valid_and_closest_first():
+    seed = "CC(=O)Nc1ccc(O)cc1"
+    decoded = ["c1ccccc1", "CC(=O)Nc1ccc(O)cc1Br", "C1CC", "c1ccccc1", seed]
+    ranked = analogues_by_similarity(seed, decoded)
+    assert [smiles for smiles, _ in ranked] == [seed, "CC(=O)Nc1ccc(O)cc1Br", "c1ccccc1"]
+    values = [value for _, value in ranked]
+    assert values[0] == 1.0 and values == sorted(values, reverse=True)
 
 
 def test_fingerprints_are_the_same_in_parallel():
