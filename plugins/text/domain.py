@@ -46,7 +46,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 # that samples hold no invented words; a KL target of 60 nats, above the 40 nats a test sentence
 # costs the same decoder as a plain language model, so that z can hold all of it; word dropout,
 # so that the decoder leans on z instead of on the words it wrote. Up to 10,000 steps of 64 texts
-# (18 passes over the 34k training sentences); early stopping ended the bundled run after 7,500,
+# (17 passes over the 38k training sentences); early stopping ended the bundled run after 7,500,
 # 37 minutes on one core of this 2-core CPU.
 SMALL_PRESET: dict[str, Any] = {
     **TRAINING_DEFAULTS,
