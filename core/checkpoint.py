@@ -32,7 +32,11 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
     step_in_epoch: int = 0  # batches of the current epoch already used
-    best_score: float = -math.inf
+    best_score: float = -math.inf  # of the selection metric, higher is better
+    # What best_score measures: "elbo", or "reconstruction" under kl_target (see
+    # Trainer._selection_score); checkpoints from before it was recorded compared ELBOs.
+    selected_by: str = "elbo"
+    best_val_elbo: float | None = None  # the best epoch's validation ELBO, whatever selected it
     best_epoch: int = 0
     best_in_warmup: bool = False
     epochs_without_improvement: int = 0

@@ -248,7 +248,10 @@ class EngineConfig(Settings):
         0.1, "share of the data held out for validation", minimum=0.0, maximum=0.5
     )
     patience: int = setting(
-        5, "epochs without a better validation ELBO before stopping (0: never)", minimum=0
+        5,
+        "epochs without better validation weights (by ELBO; by reconstruction under kl_target) "
+        "before stopping (0: never)",
+        minimum=0,
     )
     max_items: int = setting(0, "use only the first N items read (0: all)", minimum=0)
     seed: int = setting(0, "seed for initialisation, data order and sampling")

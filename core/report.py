@@ -173,6 +173,12 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _chosen_by(summary: Mapping[str, Any]) -> str:
+    if summary.get("selected_by") == "reconstruction":
+        return ", chosen by reconstruction under kl_target"
+    return ""
+
+
 def _curves_plot(history: Sequence[Mapping[str, Any]], best_epoch: int | None) -> Plot:
     from matplotlib.ticker import MaxNLocator
 
@@ -382,7 +388,9 @@ def _summary(
         ("epochs / steps", f"{summary.get('epochs', '-')} / {summary.get('steps', '-')}"),
         (
             "best validation ELBO",
-            f"{best:.4f} (epoch {summary.get('best_epoch')})" if _is_number(best) else "-",
+            f"{best:.4f} (epoch {summary.get('best_epoch')}{_chosen_by(summary)})"
+            if _is_number(best)
+            else "-",
         ),
         ("latent dimensions", str(model.latent_dim)),
         ("parameters", f"{parameters:,}"),

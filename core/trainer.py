@@ -93,12 +93,21 @@ class TrainResult:
     best_epoch: int = 0
     # The run ended in the KL warm-up, whose epochs are kept as they come, not compared.
     best_in_warmup: bool = False
+    selected_by: str = "elbo"  # or "reconstruction", under kl_target
+    best_val_recon: float | None = None
 
     def best_line(self) -> str:
         """How the kept weights were chosen, for the line ``polyvae train`` ends with."""
         if self.best_val_elbo is None:
             return "best validation ELBO n/a"
-        best = f"best validation ELBO {self.best_val_elbo:.4f} (epoch {self.best_epoch}"
+        if self.selected_by == "reconstruction":
+            best = (
+                f"best validation reconstruction {self.best_val_recon:.4f} nats (epoch "
+                f"{self.best_epoch}, chosen by reconstruction under kl_target; ELBO "
+                f"{self.best_val_elbo:.4f}"
+            )
+        else:
+            best = f"best validation ELBO {self.best_val_elbo:.4f} (epoch {self.best_epoch}"
         if self.best_in_warmup:
             return f"{best}, in the KL warm-up: the latest epoch, not compared with earlier ones)"
         return f"{best})"
@@ -374,7 +383,8 @@ class Trainer:
                 if self._should_stop_early():
                     status = "early_stopped"
                     self.log(
-                        f"stopping early: no better validation ELBO for {engine.patience} epochs"
+                        f"stopping early: no better validation {self.state.selected_by} for "
+                        f"{engine.patience} epochs"
                     )
                     break
                 if self._stop_agreed():
@@ -396,15 +406,17 @@ class Trainer:
                 self.meta["distributed"] = self._distributed_record()
             self._write_meta()
         state = self.state
-        best = state.best_score if math.isfinite(state.best_score) else None
+        by_reconstruction = state.selected_by == "reconstruction"
         return TrainResult(
             self.run.path,
             status,
             state.epoch,
             state.step,
-            best,
+            state.best_val_elbo,
             state.best_epoch,
             state.best_in_warmup,
+            state.selected_by,
+            -state.best_score if by_reconstruction and math.isfinite(state.best_score) else None,
         )
 
     def fit_prior(self) -> None:
@@ -587,13 +599,20 @@ class Trainer:
         self.epoch_latent = LatentStatistics(
             self.engine.latent_dim, self.device, keep_mi_rows=False
         )
-        score = record.get("val_elbo", -record["loss"])
+        selected_by, score = self._selection_score(record)
+        if selected_by != state.selected_by:
+            # A checkpoint from before selection under kl_target compared ELBOs; their scale is
+            # not the reconstruction's, so comparing starts afresh with this epoch.
+            if math.isfinite(state.best_score):
+                self.log(f"choosing the best weights by {selected_by} from epoch {state.epoch} on")
+            state.selected_by, state.best_score = selected_by, -math.inf
         # While beta still rises the ELBO falls as the latent comes into use, so during warm-up
         # the latest weights are kept and model selection and early stopping wait.
         warming = self._beta_warming_up()
         improved = warming or state.best_in_warmup or score > state.best_score
         if improved:
             state.best_score, state.best_epoch = score, state.epoch
+            state.best_val_elbo = record.get("val_elbo", -record["loss"])
             state.best_in_warmup = warming
             state.epochs_without_improvement = 0
             if self.rank == 0:
@@ -609,7 +628,8 @@ class Trainer:
             "epochs": state.epoch,
             "steps": state.step,
             "best_epoch": state.best_epoch,
-            "best_val_elbo": state.best_score,
+            "best_val_elbo": state.best_val_elbo,
+            "selected_by": state.selected_by,
             # True: the run ended in the KL warm-up, so its best is the latest epoch, uncompared.
             "best_in_warmup": state.best_in_warmup,
             "last": {key: value for key, value in record.items() if key != "epoch"},
@@ -736,6 +756,16 @@ class Trainer:
             return False
         # Every rank ends at the same step, or DDP would wait for the ones still training.
         return self.place.any(time.monotonic() - self.started > limit, self.device)
+
+    def _selection_score(self, record: Mapping[str, float]) -> tuple[str, float]:
+        """What picks the best weights and drives early stopping, and this epoch's score (higher
+        is better): the validation ELBO, or under ``kl_target`` the validation reconstruction
+        term. The controller holds the rate, so the ELBO there moves with the KL's swings around
+        the target (several nats between epochs) more than with the model, and could keep an
+        early epoch or stop a run that still improves."""
+        if self.engine.kl_target:
+            return "reconstruction", -record.get("val_recon", record["recon"])
+        return "elbo", record.get("val_elbo", -record["loss"])
 
     def _should_stop_early(self) -> bool:
         patience = self.engine.patience

@@ -89,6 +89,66 @@ def test_kl_target_resumes_exactly(tmp_path, mixture_csv, registry):
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
+def test_under_kl_target_the_best_weights_are_the_best_reconstruction(
+    tmp_path, mixture_csv, registry
+):
+    # The controller holds the rate, so the ELBO would follow the KL's swings around the target.
+    config = QUICK | {"epochs": 8, "kl_target": 3.0, "fit_prior": "none", "patience": 0}
+    result = polyvae.train(
+        "gaussmix", mixture_csv, config, out=tmp_path / "run", progress=False, log=print
+    )
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    best = min(records, key=lambda record: record["val_recon"])
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())["summary"]
+    assert summary["selected_by"] == "reconstruction"
+    assert summary["best_epoch"] == best["epoch"] == result.best_epoch
+    assert summary["best_val_elbo"] == best["val_elbo"] == result.best_val_elbo
+    assert result.best_val_recon == best["val_recon"]
+    assert "by reconstruction under kl_target" in result.best_line()
+
+
+def test_without_kl_target_the_best_weights_are_the_best_elbo(tmp_path, mixture_csv, registry):
+    config = QUICK | {"epochs": 6, "beta_schedule": "constant", "fit_prior": "none"}
+    result = polyvae.train(
+        "gaussmix", mixture_csv, config, out=tmp_path / "run", progress=False, log=print
+    )
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    best = max(records, key=lambda record: record["val_elbo"])
+    assert (result.best_epoch, result.best_val_elbo) == (best["epoch"], best["val_elbo"])
+    assert result.selected_by == "elbo" and result.best_val_recon is None
+
+
+def test_a_kl_target_run_checkpointed_before_selection_by_reconstruction_resumes(
+    tmp_path, mixture_csv, registry
+):
+    config = QUICK | {"epochs": 4, "kl_target": 3.0, "fit_prior": "none", "patience": 1}
+    polyvae.train(
+        "gaussmix",
+        mixture_csv,
+        config | {"epochs": 2},
+        out=tmp_path / "run",
+        progress=False,
+        log=print,
+    )
+    # As such a checkpoint was written: no selected_by, and the best score an ELBO, which no
+    # negated reconstruction term could beat.
+    state_path = tmp_path / "run" / "checkpoint" / "state.json"
+    saved = json.loads(state_path.read_text())
+    del saved["train"]["selected_by"]
+    saved["train"]["best_score"] = 0.0
+    state_path.write_text(json.dumps(saved))
+    messages: list[str] = []
+    result = polyvae.train(
+        "gaussmix",
+        resume=tmp_path / "run",
+        config={"epochs": 4},
+        progress=False,
+        log=messages.append,
+    )
+    assert "choosing the best weights by reconstruction from epoch 3 on" in messages
+    assert result.selected_by == "reconstruction" and result.best_epoch >= 3
+
+
 def test_sampling_from_the_fitted_prior_is_seeded_and_differs_from_the_standard(
     fitted_run, registry
 ):
