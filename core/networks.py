@@ -31,6 +31,12 @@ class Decoder(nn.Module):
         """log p(x | z) per item, shape ``(batch,)``, summed over the item's dimensions/tokens."""
         raise NotImplementedError
 
+    def auxiliary_loss(self, batch: Batch, z: Tensor) -> Tensor | None:
+        """An extra training loss per item, shape ``(batch,)``, that shapes what z holds (e.g. a
+        bag-of-words term), or None (the default). Training adds it to the objective; it is no
+        part of log p(x|z), the ELBO or any likelihood."""
+        return None
+
     def generate(
         self, z: Tensor, temperature: float = 1.0, **options: Any
     ) -> Batch:  # pragma: no cover - interface

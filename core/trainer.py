@@ -80,7 +80,7 @@ MIN_PRIOR_ITEMS = 50
 # Stop when this many optimizer steps in a row produce a non-finite loss.
 MAX_BAD_STEPS = 20
 # Epoch sums that add up over ranks (``beta`` is the same number on every rank).
-RANK_SUMS = ("loss", "recon", "kl", "property_loss", "grad_norm", "items")
+RANK_SUMS = ("loss", "recon", "kl", "property_loss", "auxiliary_loss", "grad_norm", "items")
 
 
 @dataclass
@@ -519,6 +519,8 @@ class Trainer:
             "property_loss": loss.property.item(),
             "grad_norm": float(grad_norm),
         }
+        if loss.auxiliary is not None:
+            logs["auxiliary_loss"] = loss.auxiliary.item()
         items = len(index)
         sums = state.epoch_sums
         for name, value in logs.items():
@@ -527,6 +529,7 @@ class Trainer:
         sums["beta"] = beta
         self.epoch_latent.add_posterior(terms.mu, terms.logvar)
         del logs["property_loss"]
+        logs.pop("auxiliary_loss", None)
         return logs | {"beta": beta}
 
     def _beta(self) -> float:
@@ -589,6 +592,8 @@ class Trainer:
             record["kl_target"] = self.engine.kl_target
         if self.data.predict_values is not None:
             record["property_loss"] = sums.get("property_loss", math.nan) / items
+        if "auxiliary_loss" in sums:
+            record["auxiliary_loss"] = sums["auxiliary_loss"] / items
         record.update({f"val_{key}": value for key, value in self.validate().items()})
         record["items_per_second"] = sums.get("items", 0.0) / max(state.seconds, 1e-9)
         record["seconds"] = state.seconds

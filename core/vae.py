@@ -22,13 +22,15 @@ MI_MIN_ITEMS = 100
 
 class Terms(NamedTuple):
     """Per-item terms of one reparameterised pass (a tuple, so DDP and torch.compile see its
-    tensors): log p(x|z), KL per latent dimension, the posterior, and property predictions."""
+    tensors): log p(x|z), KL per latent dimension, the posterior, property predictions, and the
+    decoder's auxiliary loss (in training, when it has one)."""
 
     log_px: Tensor
     kl_per_dim: Tensor
     mu: Tensor
     logvar: Tensor
     property_pred: Tensor | None = None
+    auxiliary: Tensor | None = None
 
 
 class Loss(NamedTuple):
@@ -38,6 +40,7 @@ class Loss(NamedTuple):
     recon: Tensor
     kl: Tensor
     property: Tensor
+    auxiliary: Tensor | None = None
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -71,7 +74,8 @@ def training_loss(
     property_weight: float = 1.0,
 ) -> Loss:
     """The beta-weighted negative ELBO with free bits, plus the property head's squared error
-    when it has a target: what training minimises. ``recon`` and ``kl`` are the plain terms."""
+    when it has a target and the decoder's auxiliary loss when it has one: what training
+    minimises. ``recon`` and ``kl`` are the plain terms."""
     recon = -terms.log_px.mean()
     kl = terms.kl_per_dim.sum(-1).mean()
     total = recon + beta * kl_penalty(terms.kl_per_dim, free_bits)
@@ -79,7 +83,11 @@ def training_loss(
     if property_target is not None and terms.property_pred is not None:
         property_loss = nn.functional.mse_loss(terms.property_pred, property_target)
         total = total + property_weight * property_loss
-    return Loss(total, recon, kl, property_loss)
+    auxiliary = None
+    if terms.auxiliary is not None:
+        auxiliary = terms.auxiliary.mean()
+        total = total + auxiliary
+    return Loss(total, recon, kl, property_loss, auxiliary)
 
 
 def repeat_batch(batch: Batch, times: int) -> Batch:
@@ -137,9 +145,13 @@ class VAE(nn.Module):
         """One reparameterised sample per item: the per-item terms the loss combines."""
         mu, logvar = self.posterior_params(batch, condition)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        log_px = self.decoder.log_prob(batch, self.decoder_input(z, condition)).float()
+        decoder_z = self.decoder_input(z, condition)
+        log_px = self.decoder.log_prob(batch, decoder_z).float()
         prediction = self.property_head(z).float() if self.property_head is not None else None
-        return Terms(log_px, gaussian_kl(mu, logvar), mu, logvar, prediction)
+        auxiliary = self.decoder.auxiliary_loss(batch, decoder_z) if self.training else None
+        if auxiliary is not None:
+            auxiliary = auxiliary.float()
+        return Terms(log_px, gaussian_kl(mu, logvar), mu, logvar, prediction, auxiliary)
 
     @torch.no_grad()
     def iwae_log_likelihood(

@@ -81,7 +81,10 @@ class SequenceDecoder(Decoder):
     counted. ``word_dropout`` (Bowman et al. 2016) replaces input tokens by ``<unk>`` with that
     probability while training, so the decoder must lean on z rather than on the previous tokens.
     ``dropout`` drops embedding and output units while training (generation, which unrolls the
-    GRU in :class:`GruSteps`, runs without it, as evaluation does).
+    GRU in :class:`GruSteps`, runs without it, as evaluation does). ``bag_of_words`` > 0 adds a
+    training loss with that weight (Zhao et al. 2017): a linear map of z alone must predict every
+    token of the item, order ignored, so z has to hold the item's tokens rather than only what
+    helps a decoder that also reads the previous ones.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class SequenceDecoder(Decoder):
         max_length: int,
         word_dropout: float = 0.0,
         dropout: float = 0.0,
+        bag_of_words: float = 0.0,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
@@ -103,6 +107,9 @@ class SequenceDecoder(Decoder):
         self.output = nn.Linear(hidden_size, vocab_size)
         self.max_length = max_length
         self.word_dropout = word_dropout
+        self.bag_of_words = bag_of_words
+        # Only with the option, so that runs without it keep their weights' names.
+        self.bag_of_words_head = nn.Linear(latent_dim, vocab_size) if bag_of_words > 0 else None
 
     def _start(self, z: Tensor) -> Tensor:
         state = self.initial_state(z)
@@ -129,6 +136,18 @@ class SequenceDecoder(Decoder):
             logits.float().transpose(1, 2), targets, ignore_index=PAD, reduction="none"
         )
         return -token_nll.sum(dim=1)
+
+    def auxiliary_loss(self, batch: Batch, z: Tensor) -> Tensor | None:
+        """``bag_of_words`` times the negative log-likelihood of the item's tokens (after
+        ``<bos>``, ``<eos>`` not counted) under one softmax over the vocabulary from z."""
+        if self.bag_of_words_head is None:
+            return None
+        tokens, _ = trimmed(batch)
+        targets = tokens[:, 1:]
+        log_probs = self.bag_of_words_head(z).float().log_softmax(dim=-1)
+        token_log_probs = log_probs.gather(1, targets)
+        counted = (targets != PAD) & (targets != EOS)
+        return -self.bag_of_words * (token_log_probs * counted).sum(dim=1)
 
     def token_steps(self, z: Tensor) -> TokenSteps:
         """The decoder run one token at a time from z, for generation: see :class:`GruSteps`."""
@@ -370,5 +389,6 @@ def build_networks(
         max_tokens,
         config["word_dropout"],
         config["dropout"],
+        config["bag_of_words"],
     )
     return encoder, decoder

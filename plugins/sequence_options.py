@@ -46,4 +46,11 @@ def network_options(
             minimum=0.0,
             maximum=0.9,
         ),
+        Option(
+            "bag_of_words",
+            0.0,
+            "weight of a bag-of-words loss in training (Zhao et al. 2017): z alone must predict "
+            "the item's tokens, so it holds them for reconstruction (0: off)",
+            minimum=0.0,
+        ),
     )

@@ -12,6 +12,7 @@ from polyvae_gaussmix import mixture
 
 import polyvae
 from polyvae.files import load_tensors
+from polyvae.vae import Terms, training_loss
 
 FAST = {"batch_size": 32, "latent_dim": 4, "beta_warmup_steps": 50, "lr_warmup_steps": 10}
 
@@ -149,3 +150,14 @@ def test_refuses_existing_run_and_missing_data(tmp_path, registry, mixture_csv):
     other = list(mixture(64, seed=9))
     with pytest.raises(polyvae.RunError, match="data differs"):
         polyvae.train("gaussmix", data=other, resume=tmp_path / "r", progress=False, log=print)
+
+
+def test_a_decoders_auxiliary_loss_joins_the_objective_not_the_elbo_terms():
+    kl = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    terms = Terms(torch.tensor([-4.0, -6.0]), kl, torch.zeros(2, 2), torch.zeros(2, 2))
+    plain = training_loss(terms, beta=0.5)
+    assert plain.auxiliary is None and float(plain.total) == pytest.approx(5.0 + 0.5 * 3.0)
+    helped = training_loss(terms._replace(auxiliary=torch.tensor([1.0, 3.0])), beta=0.5)
+    assert float(helped.auxiliary) == 2.0
+    assert float(helped.total) == pytest.approx(float(plain.total) + 2.0)
+    assert (helped.recon, helped.kl) == (plain.recon, plain.kl)

@@ -375,6 +375,29 @@ def test_dropout_acts_in_training_only_and_adds_no_weights():
     assert torch.allclose(encoder.eval()(batch), encoder(batch))
 
 
+def test_bag_of_words_loss_scores_each_token_from_z_alone():
+    torch.manual_seed(0)
+    plain = SequenceDecoder(VOCAB, EMBED, HIDDEN, 1, LATENT, max_length=10)
+    assert (
+        plain.auxiliary_loss({"tokens": TOKENS, "lengths": LENGTHS}, torch.zeros(2, LATENT)) is None
+    )
+    decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 1, LATENT, max_length=10, bag_of_words=0.5)
+    # Its own head only: runs trained without the option keep every weight name.
+    assert set(decoder.state_dict()) - set(plain.state_dict()) == {
+        "bag_of_words_head.weight",
+        "bag_of_words_head.bias",
+    }
+    z = torch.randn(2, LATENT)
+    log_probs = decoder.bag_of_words_head(z).log_softmax(dim=-1)
+    expected = -0.5 * torch.stack(
+        [log_probs[0, [4, 5, 6]].sum(), log_probs[1, [7]].sum()]
+    )  # <eos> and padding not counted, order ignored
+    batch = {"tokens": TOKENS, "lengths": LENGTHS}
+    assert torch.allclose(decoder.auxiliary_loss(batch, z), expected)
+    shuffled = {"tokens": TOKENS[:, [0, 3, 1, 2, 4, 5, 6]], "lengths": LENGTHS}
+    assert torch.allclose(decoder.auxiliary_loss(shuffled, z), expected)
+
+
 def test_generate_stops_as_soon_as_every_row_has_ended():
     torch.manual_seed(0)
     decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 2, LATENT, max_length=40)

@@ -362,3 +362,40 @@ def test_text_domain_passes_the_conformance_kit(corpus, tmp_path: Path):
     assert results["bits_per_token"] == pytest.approx(results["nll_per_token"] / math.log(2))
     assert results["perplexity"] == pytest.approx(math.exp(results["nll_per_token"]))
     assert 0 <= results["reconstruction_exact"] <= 1 and 0 <= results["reconstruction_bleu"] <= 100
+
+
+def test_bag_of_words_joins_the_training_objective_and_is_recorded(corpus, tmp_path: Path):
+    import polyvae
+    from polyvae.files import load_tensors
+
+    config = {
+        "threads": 1,
+        "vocab_size": 300,
+        "epochs": 1,
+        "steps_per_epoch": 5,
+        "batch_size": 16,
+        "fit_prior": "none",
+    }
+    runs = {}
+    for weight in (0.0, 1.0):
+        out = tmp_path / f"bow{weight}"
+        polyvae.train(
+            TextDomain(),
+            corpus,
+            config | {"bag_of_words": weight},
+            out=out,
+            progress=False,
+            log=print,
+        )
+        record = json.loads((out / "metrics.jsonl").read_text())
+        runs[weight] = load_tensors(out / "model.safetensors")
+        assert ("auxiliary_loss" in record) == (weight > 0)
+        # In the objective: beta is still near 0 in the KL warm-up, so the loss is the rest.
+        expected = record["recon"] + record.get("auxiliary_loss", 0.0)
+        assert record["loss"] == pytest.approx(expected, abs=1.0)
+    assert runs[1.0].keys() - runs[0.0].keys() == {
+        "decoder.bag_of_words_head.weight",
+        "decoder.bag_of_words_head.bias",
+    }
+    model = polyvae.load(tmp_path / "bow1.0")
+    assert len(model.reconstruct(corpus[:3])) == 3
