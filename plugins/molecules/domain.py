@@ -117,6 +117,10 @@ SMALL_PRESET: dict[str, Any] = {
     "beta_max": 0.3,
     "beta_warmup_steps": 1000,
 }
+# The small preset with a decoder twice as wide (2 x 512 units, 2.6M parameters against 0.7M):
+# after the same 1.28M MOSES molecules it reached FCD/Test 0.98 against 1.38 and raw validity
+# 0.82 against 0.69 (docs/molecules.md), for about 1.5 times the time a step.
+MEDIUM_PRESET: dict[str, Any] = SMALL_PRESET | {"decoder_hidden": 512}
 
 
 class MoleculesDomain(Domain):
@@ -150,7 +154,7 @@ class MoleculesDomain(Domain):
         ),
         Option("augment", False, "train on a fresh randomised SMILES of each molecule each epoch"),
     )
-    presets = {"small": SMALL_PRESET, "moses": MOSES_PRESET}
+    presets = {"small": SMALL_PRESET, "medium": MEDIUM_PRESET, "moses": MOSES_PRESET}
     read_options = ("representation", "column", "max_length")
     write_options = (
         Option(

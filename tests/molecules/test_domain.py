@@ -462,6 +462,14 @@ def test_moses_preset_builds_the_moses_networks(domain):
     assert (decoder.gru.hidden_size, decoder.gru.num_layers) == (512, 3)
 
 
+def test_medium_preset_is_the_small_one_with_a_wider_decoder(domain):
+    small, medium = config_of(domain, preset="small"), config_of(domain, preset="medium")
+    assert {key for key in small if small[key] != medium[key]} == {"decoder_hidden", "preset"}
+    encoder, decoder = domain.build(medium, MoleculeCodec.fit(MOLECULES, "smiles"), 64)
+    assert (decoder.gru.hidden_size, decoder.gru.num_layers) == (512, 2)
+    assert encoder.feature_dim == 2 * 128
+
+
 def test_writers_produce_files_other_tools_read(tmp_path, domain):
     items = ["CC(=O)Oc1ccccc1C(=O)O", "c1ccccc1", "C1CC"]  # the last is no molecule
     codec = MoleculeCodec.fit(["c1ccccc1", "CCO"], "smiles")
