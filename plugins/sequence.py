@@ -84,7 +84,8 @@ class SequenceDecoder(Decoder):
     GRU in :class:`GruSteps`, runs without it, as evaluation does). ``bag_of_words`` > 0 adds a
     training loss with that weight (Zhao et al. 2017): a linear map of z alone must predict every
     token of the item, order ignored, so z has to hold the item's tokens rather than only what
-    helps a decoder that also reads the previous ones.
+    helps a decoder that also reads the previous ones. ``tie_embeddings`` makes the output layer
+    reuse the input embedding (:class:`TiedOutput`).
     """
 
     def __init__(
@@ -98,13 +99,18 @@ class SequenceDecoder(Decoder):
         word_dropout: float = 0.0,
         dropout: float = 0.0,
         bag_of_words: float = 0.0,
+        tie_embeddings: bool = False,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
         self.initial_state = nn.Linear(latent_dim, hidden_size)
         self.gru = nn.GRU(embedding_dim + latent_dim, hidden_size, num_layers, batch_first=True)
-        self.output = nn.Linear(hidden_size, vocab_size)
+        self.output: nn.Linear | TiedOutput = (
+            TiedOutput(hidden_size, self.embedding)
+            if tie_embeddings
+            else nn.Linear(hidden_size, vocab_size)
+        )
         self.max_length = max_length
         self.word_dropout = word_dropout
         self.bag_of_words = bag_of_words
@@ -187,6 +193,32 @@ class SequenceDecoder(Decoder):
             token = chosen
         tokens = tokens[:, :width]
         return {"tokens": tokens, "lengths": (tokens != PAD).sum(dim=1)}
+
+
+class TiedOutput(nn.Module):
+    """An output layer that shares the input embedding's weights (Press and Wolf 2017): the GRU's
+    output is projected into the embedding space and scored against every token's embedding, plus
+    a bias per token. For a large vocabulary it replaces the biggest matrix of the model (hidden x
+    vocabulary) by a hidden x embedding one. ``weight`` and ``bias`` are the equivalent linear
+    layer's, for code that takes the output layer as one (generation)."""
+
+    def __init__(self, hidden_size: int, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.projection = nn.Linear(hidden_size, embedding.embedding_dim)
+        self.token_bias = nn.Parameter(torch.zeros(embedding.num_embeddings))
+        # In a list, so that the embedding is not registered (and saved) a second time here.
+        self.shared = [embedding]
+
+    def forward(self, outputs: Tensor) -> Tensor:
+        return F.linear(self.projection(outputs), self.shared[0].weight, self.token_bias)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.shared[0].weight @ self.projection.weight
+
+    @property
+    def bias(self) -> Tensor:
+        return self.shared[0].weight @ self.projection.bias + self.token_bias
 
 
 class TokenSteps(Protocol):
@@ -390,5 +422,6 @@ def build_networks(
         config["word_dropout"],
         config["dropout"],
         config["bag_of_words"],
+        config["tie_embeddings"],
     )
     return encoder, decoder

@@ -53,4 +53,10 @@ def network_options(
             "the item's tokens, so it holds them for reconstruction (0: off)",
             minimum=0.0,
         ),
+        Option(
+            "tie_embeddings",
+            False,
+            "the decoder's output layer reuses its token embedding (Press and Wolf 2017): far "
+            "fewer weights for a large vocabulary",
+        ),
     )

@@ -307,20 +307,26 @@ def manual_log_prob(decoder, z, inputs=TOKENS):
     return torch.stack(totals)
 
 
-def test_decoder_log_prob_is_teacher_forced_sum_up_to_eos():
+@pytest.mark.parametrize("tied", [False, True])
+def test_decoder_log_prob_is_teacher_forced_sum_up_to_eos(tied):
     torch.manual_seed(0)
-    decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 2, LATENT, max_length=10).eval()
+    decoder = SequenceDecoder(
+        VOCAB, EMBED, HIDDEN, 2, LATENT, max_length=10, tie_embeddings=tied
+    ).eval()
     z = torch.randn(2, LATENT)
     log_prob = decoder.log_prob({"tokens": TOKENS, "lengths": LENGTHS}, z)
     assert torch.allclose(log_prob, manual_log_prob(decoder, z), atol=1e-5)
 
 
 @torch.no_grad()
-def test_generation_steps_compute_the_trained_network():
+@pytest.mark.parametrize("tied", [False, True])
+def test_generation_steps_compute_the_trained_network(tied):
     """Generation unrolls the GRU by hand; its logits are nn.GRU's (teacher forcing over the
     same tokens): to float32 rounding, and within bf16's or int8's rounding where asked."""
     torch.manual_seed(0)
-    decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 3, LATENT, max_length=10).eval()
+    decoder = SequenceDecoder(
+        VOCAB, EMBED, HIDDEN, 3, LATENT, max_length=10, tie_embeddings=tied
+    ).eval()
     z = torch.randn(2, LATENT)
     expected, _ = decoder._step(TOKENS, z, decoder._start(z))  # (rows, positions, vocab)
 
@@ -345,6 +351,27 @@ def test_generation_steps_compute_the_trained_network():
             steps.keep(order)
             kept = unrolled(steps, TOKENS[order, 1:])
         assert torch.allclose(kept, expected[order, 1:], atol=tolerance)
+
+
+def test_tied_embeddings_score_tokens_by_the_input_embedding():
+    torch.manual_seed(0)
+    decoder = SequenceDecoder(VOCAB, EMBED, HIDDEN, 1, LATENT, max_length=10, tie_embeddings=True)
+    names = set(decoder.state_dict())
+    assert {"output.projection.weight", "output.projection.bias", "output.token_bias"} <= names
+    assert not any(name.startswith("output.shared") for name in names)  # saved once, as embedding
+    hidden = torch.randn(4, HIDDEN)
+    expected = decoder.output.projection(hidden) @ decoder.embedding.weight.t()
+    assert torch.allclose(decoder.output(hidden), expected + decoder.output.token_bias)
+    # Training the output layer moves the embedding: one matrix.
+    decoder.output(hidden).sum().backward()
+    assert decoder.embedding.weight.grad is not None
+    vocab, embed, hidden_size = 16000, 256, 512  # the text preset's sizes
+    untied = SequenceDecoder(vocab, embed, hidden_size, 1, 64, max_length=10)
+    tied = SequenceDecoder(vocab, embed, hidden_size, 1, 64, max_length=10, tie_embeddings=True)
+    untied_count, tied_count = (
+        sum(parameter.numel() for parameter in decoder.parameters()) for decoder in (untied, tied)
+    )
+    assert untied_count - tied_count == hidden_size * vocab - hidden_size * embed - embed
 
 
 def test_word_dropout_replaces_inputs_by_unk_in_training_only():
