@@ -46,6 +46,11 @@ class TrainState:
     beta: float | None = None  # the controller's beta for the next step
     epoch_sums: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Checkpoints written before best_val_elbo was kept compared ELBOs: best_score is it.
+        if self.best_val_elbo is None and self.selected_by == "elbo":
+            self.best_val_elbo = self.best_score if math.isfinite(self.best_score) else None
+
 
 @dataclass
 class Checkpoint:

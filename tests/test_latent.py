@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from conftest import StopAt, gaussmix_only
 
 import polyvae
+from polyvae.checkpoint import TrainState
 from polyvae.cli import build_cli
 from polyvae.errors import RunError, UserError
 from polyvae.files import load_tensors
@@ -116,6 +118,14 @@ def test_without_kl_target_the_best_weights_are_the_best_elbo(tmp_path, mixture_
     best = max(records, key=lambda record: record["val_elbo"])
     assert (result.best_epoch, result.best_val_elbo) == (best["epoch"], best["val_elbo"])
     assert result.selected_by == "elbo" and result.best_val_recon is None
+
+
+def test_a_checkpoint_from_before_selected_by_keeps_its_best_elbo():
+    saved = asdict(TrainState(best_score=-12.5, best_epoch=3))
+    del saved["selected_by"], saved["best_val_elbo"]
+    state = TrainState(**saved)
+    assert (state.selected_by, state.best_val_elbo) == ("elbo", -12.5)
+    assert TrainState().best_val_elbo is None
 
 
 def test_a_kl_target_run_checkpointed_before_selection_by_reconstruction_resumes(
