@@ -20,13 +20,7 @@ import numpy as np
 import torch
 
 import polyvae
-from polyvae.plugins.molecules import chemistry
-
-
-def validity(smiles: list) -> float:
-    return float(
-        np.mean([bool(text) and chemistry.canonical_smiles(text) is not None for text in smiles])
-    )
+from polyvae.plugins.molecules.metrics import fraction_valid
 
 
 def main() -> None:
@@ -47,7 +41,9 @@ def main() -> None:
         "N(0, I)": model.prior("standard").sample(args.n, torch.Generator().manual_seed(args.seed)),
     }
     results = {
-        f"{name}, {label}": validity(model.decode(z, temperature=temperature, seed=args.seed))
+        f"{name}, {label}": fraction_valid(
+            model.decode(z, temperature=temperature, seed=args.seed), n_jobs=1
+        )
         for name, z in sources.items()
         for label, temperature in (("temperature 1", 1.0), ("greedy", 0.0))
     }

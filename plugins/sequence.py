@@ -254,7 +254,8 @@ class GruSteps:
             linear = functools.partial(Int8Linear, rows=len(z))
         else:
             autocast = torch.is_autocast_enabled(device)
-            dtype = torch.get_autocast_dtype(device) if autocast else decoder.output.weight.dtype
+            # The embedding's dtype is the output layer's; a tied one's weight is a product.
+            dtype = torch.get_autocast_dtype(device) if autocast else decoder.embedding.weight.dtype
             kind, linear = FloatLinear, functools.partial(FloatLinear, dtype=dtype)
         self.prepare = kind.prepare  # a hidden state, as the products take it
         doubling = torch.ones(3 * gru.hidden_size, device=z.device)
