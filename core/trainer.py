@@ -443,7 +443,7 @@ class Trainer:
         """Run the rest of the current epoch; 'epoch_done', 'interrupted' or 'diverged'."""
         state = self.state
         batches = self.data.epoch_batches(state.epoch)
-        self.data.start_epoch(state.epoch)
+        self.data.start_epoch(state.epoch, batches)
         self.vae.train()
         for callback in self.callbacks:
             callback.on_epoch_begin(self, len(batches))

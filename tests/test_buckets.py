@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from polyvae.dataset import take
 from polyvae.plugins.molecules.domain import MoleculesDomain
 from polyvae.trainer import Trainer
 
@@ -51,3 +52,28 @@ def test_bucketed_batches_hold_the_same_items_with_less_padding(tmp_path):
     # Batches are shuffled after sorting: lengths do not simply rise through the epoch.
     longest = [int(sizes[batch].max()) for batch in first]
     assert longest != sorted(longest)
+
+
+def test_augmenting_re_encodes_only_the_items_an_epoch_visits(tmp_path):
+    augmenting = trainer(tmp_path, "aug", augment=True, steps_per_epoch=3)
+    data = augmenting.data
+    assert data.augmenting
+    encoded: list[list[str]] = []
+    encode = data.codec.encode_augmented
+
+    def counting(items, seed):
+        encoded.append(list(items))
+        return encode(items, seed)
+
+    data.codec.encode_augmented = counting
+    batches = data.epoch_batches(0)
+    data.start_epoch(0, batches)
+    visited = torch.cat(batches).unique()
+    assert len(visited) == 48 < len(data.train_index)  # 3 batches of 16 out of 360 items
+    assert encoded == [[data.items[i] for i in visited.tolist()]]
+    for batch in batches:  # each batch reads this epoch's random SMILES of its own molecules
+        augmented, plain = data.batch(batch), take(data.tensors, batch)
+        assert data.codec.decode(augmented) == data.codec.decode(plain)
+        assert not torch.equal(augmented["lengths"], plain["lengths"]) or not torch.equal(
+            augmented["tokens"], plain["tokens"]
+        )
