@@ -188,9 +188,12 @@ class TrainingData:
     # --- what a step reads ---------------------------------------------------------------------
 
     def batch(self, index: torch.Tensor) -> Batch:
-        """The encoded items at ``index`` (this epoch's augmented encoding when augmenting)."""
+        """The encoded items at ``index``: when augmenting, this epoch's random forms of the
+        training items it visits; the items as given otherwise, validation items always."""
         if self.augmenting:
-            return take(self.epoch_tensors, self.epoch_row[index])
+            rows = self.epoch_row[index]
+            if len(rows) and bool((rows >= 0).all()):
+                return take(self.epoch_tensors, rows)
         return take(self.tensors, index)
 
     def condition(self, index: torch.Tensor) -> torch.Tensor | None:

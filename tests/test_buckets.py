@@ -77,3 +77,6 @@ def test_augmenting_re_encodes_only_the_items_an_epoch_visits(tmp_path):
         assert not torch.equal(augmented["lengths"], plain["lengths"]) or not torch.equal(
             augmented["tokens"], plain["tokens"]
         )
+    # Validation reads the molecules as given, not some training item's random form.
+    validation = data.val_index[:16]
+    assert torch.equal(data.batch(validation)["tokens"], take(data.tensors, validation)["tokens"])
