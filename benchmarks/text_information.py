@@ -27,7 +27,6 @@ from text_default import test_texts
 import polyvae
 from polyvae.plugins.sequence import UNK
 
-
 RARITY_GROUPS = ((1, 4), (5, 19), (20, None))  # training occurrences of the rarest token
 
 
@@ -51,12 +50,12 @@ def by_rarest_token(model: polyvae.Model, texts: list[str]) -> dict:
     round_trip = model.codec.decode(batch)
     return {
         "run": str(model.run_dir),
-        "tokenizer_round_trip": float(np.mean([a == b for a, b in zip(texts, round_trip)])),
+        "tokenizer_round_trip": float(np.mean(np.array(texts) == np.array(round_trip))),
         "reconstruction_exact": float(np.mean(exact)),
         "by_rarest_token": {
             name: {
                 "share": float(np.mean(member)),
-                "reconstruction_exact": float(np.mean([e for e, m in zip(exact, member) if m]))
+                "reconstruction_exact": float(np.array(exact)[member].mean())
                 if any(member)
                 else None,
             }
