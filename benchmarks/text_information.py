@@ -42,11 +42,12 @@ def by_rarest_token(model: polyvae.Model, texts: list[str]) -> dict:
     for tokens, length in zip(batch["tokens"], batch["lengths"], strict=True):
         inner = tokens[1 : int(length) - 1]  # the text's own tokens: no <bos>, no <eos>
         rarest.append(-1 if bool((inner == UNK).any()) else int(counts[inner].min()))
-    exact = [a == b for a, b in zip(texts, model.reconstruct(texts), strict=True)]
-    groups = {"unknown word": [r == -1 for r in rarest]}
+    exact = np.array(texts) == np.array(model.reconstruct(texts))
+    rarest_count = np.array(rarest)
+    groups = {"unknown word": rarest_count == -1}
     for low, high in RARITY_GROUPS:
         name = f"{low}+" if high is None else f"{low}-{high}"
-        groups[name] = [r >= low and (high is None or r <= high) for r in rarest]
+        groups[name] = (rarest_count >= low) & (high is None or rarest_count <= high)
     round_trip = model.codec.decode(batch)
     return {
         "run": str(model.run_dir),
@@ -55,9 +56,7 @@ def by_rarest_token(model: polyvae.Model, texts: list[str]) -> dict:
         "by_rarest_token": {
             name: {
                 "share": float(np.mean(member)),
-                "reconstruction_exact": float(np.array(exact)[member].mean())
-                if any(member)
-                else None,
+                "reconstruction_exact": float(exact[member].mean()) if member.any() else None,
             }
             for name, member in groups.items()
         },
