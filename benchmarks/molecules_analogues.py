@@ -8,9 +8,9 @@ n=100 and different random seeds: the distinct valid molecules other than the se
 Morgan Tanimoto (radius 2, 1024 bits) of those to the seed and their median molecular weight:
 the mean count and the median of the medians over the repeats. Seeds: five drugs, and
 ``test-molecules`` random molecules of the bundled MOSES test set (one call each, summarised the
-same way), the kind of molecule the model was trained on. MOSES keeps molecules of 250 to 350 Da, so paracetamol
-(151 Da) and aspirin (180 Da) lie outside what it has seen. A chemist asking for analogues wants
-them close (a high median) and not too few.
+same way), the kind of molecule the model was trained on. MOSES keeps molecules of 250 to 350
+Da, so paracetamol (151 Da) and aspirin (180 Da) lie outside what it has seen. A chemist asking
+for analogues wants them close (a high median) and not too few.
 """
 
 from __future__ import annotations
