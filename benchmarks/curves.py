@@ -1,6 +1,6 @@
 """What the recipe benchmarks (molecules_recipe.py, text_recipe.py) share: a run's training
-history, a copy of its current best weights with a fitted prior, and the command line that
-appends one point to a curve file or plots it."""
+history, a copy of its current best (or latest) weights with a fitted prior, and the command line
+that appends one point to a curve file or plots it."""
 
 from __future__ import annotations
 
@@ -24,15 +24,17 @@ def training_so_far(
     run: Path, recipe_keys: tuple[str, ...], items: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The curve point's first fields, from metrics.jsonl and run.json (the recipe, the epoch,
-    the ``items`` seen, training CPU-minutes: the epochs' seconds times the threads, and the
-    validation KL), and the per-epoch records."""
+    the epoch whose weights are the best so far, the ``items`` seen, training CPU-minutes: the
+    epochs' seconds times the threads, and the validation KL), and the per-epoch records."""
     history = [json.loads(line) for line in (run / "metrics.jsonl").open()]
-    config = json.loads((run / "run.json").read_text())["config"]
+    saved = json.loads((run / "run.json").read_text())
+    config = saved["config"]
     last = history[-1]
     point = {
         "run": run.name,
         "recipe": {key: config[key] for key in recipe_keys if key in config},
         "epoch": last["epoch"],
+        "best_epoch": saved["summary"].get("best_epoch"),
         f"{items}_seen": last["step"] * config["batch_size"],
         "cpu_minutes": sum(record["seconds"] for record in history)
         * max(config["threads"], 1)
@@ -58,10 +60,15 @@ def draw_points(
     points: list[dict[str, Any]], axes: Any, panels: tuple[str, ...]
 ) -> dict[str, list[dict[str, Any]]]:
     """Each run's values of each panel's key against training CPU-minutes, one axis a panel;
-    returns each run's points, in order."""
+    returns each run's points, in order. Points measured on a run's latest weights make a
+    series of their own."""
+
+    def series(point: dict[str, Any]) -> str:
+        return point["run"] + (" (latest weights)" if point.get("weights") == "latest" else "")
+
     runs = {
-        run: [point for point in points if point["run"] == run]
-        for run in dict.fromkeys(point["run"] for point in points)
+        name: [point for point in points if series(point) == name]
+        for name in dict.fromkeys(series(point) for point in points)
     }
     for run, mine in runs.items():
         for axis, key in zip(axes, panels, strict=False):
@@ -72,18 +79,20 @@ def draw_points(
 
 
 @contextmanager
-def best_weights(run: Path, seed: int) -> Iterator[polyvae.Model]:
-    """The run's current best weights, loaded from a copy (training may go on writing the run),
-    with a Gaussian mixture fitted to its training codes."""
+def measured_weights(run: Path, args: argparse.Namespace) -> Iterator[polyvae.Model]:
+    """The run's current best weights (``--weights latest``: its last checkpoint's), loaded from
+    a copy (training may go on writing the run), with a Gaussian mixture fitted to its training
+    codes."""
+    weights = run / "checkpoint" if args.weights == "latest" else run
     with tempfile.TemporaryDirectory(prefix="polyvae-curve-") as scratch:
         copy = Path(scratch) / run.name
         copy.mkdir()
-        for name in ("run.json", "model.safetensors"):
-            shutil.copy2(run / name, copy / name)
+        shutil.copy2(run / "run.json", copy / "run.json")
+        shutil.copy2(weights / "model.safetensors", copy / "model.safetensors")
         shutil.copytree(run / "codec", copy / "codec")
         model = polyvae.load(copy)
         training, _ = model.data_splits()
-        fit_model_prior(model, training, seed=seed)
+        fit_model_prior(model, training, seed=args.seed)
         yield model
 
 
@@ -103,13 +112,19 @@ def main(
     parser.add_argument("--samples", type=int, default=default_samples)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--weights",
+        choices=("best", "latest"),
+        default="best",
+        help="measure the best validation weights so far, or the last checkpoint's",
+    )
     parser.add_argument("--plot", type=Path, help="draw the curve file's curves to this PNG")
     add_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.run is not None:
         started = time.perf_counter()
-        point = measure(args.run, args)
+        point = measure(args.run, args) | {"weights": args.weights}
         point["measure_seconds"] = round(time.perf_counter() - started, 1)
         with args.curve.open("a") as handle:
             handle.write(json.dumps(point) + "\n")

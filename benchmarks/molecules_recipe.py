@@ -22,7 +22,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from curves import best_weights, curve_figure, draw_points, main, training_so_far
+from curves import curve_figure, draw_points, main, measured_weights, training_so_far
 
 from polyvae.plugins.molecules.metrics import bundled_smiles
 
@@ -36,7 +36,7 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
     point, history = training_so_far(run, RECIPE_KEYS, "molecules")
     point["val_active_units"] = history[-1]["val_active_units"]
     samples, seed = args.samples, args.seed
-    with best_weights(run, seed) as model:
+    with measured_weights(run, args) as model:
         test = bundled_smiles("test")
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(test), generator=generator)[:RECONSTRUCTED].tolist()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from curves import best_weights, curve_figure, draw_points, main, training_so_far
+from curves import curve_figure, draw_points, main, measured_weights, training_so_far
 from text_default import TONGUE_TWISTER, test_texts
 
 RECIPE_KEYS = (
@@ -49,7 +49,7 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
         for record in history
     ]
     samples, k, seed = args.samples, args.k, args.seed
-    with best_weights(run, seed) as model:
+    with measured_weights(run, args) as model:
         training, _ = model.data_splits()
         test = test_texts(model)
         results = model.evaluate(
