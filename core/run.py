@@ -313,10 +313,52 @@ def build_vae(
 
 
 HALF_PRECISIONS = (torch.float16, torch.bfloat16)
+# A bundled model may store its large matrices as int8 with one scale per row (quantized_rows):
+# a quarter of float32's bytes, to keep the wheel small. The scale of matrix NAME is NAME + this.
+ROW_SCALE_SUFFIX = ".int8_row_scale"
+# Matrices with fewer elements stay floating: their bytes do not matter, their precision might.
+QUANTIZED_MIN_ELEMENTS = 65_536
+
+
+def quantized_rows(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each float32 matrix of at least QUANTIZED_MIN_ELEMENTS elements stored as
+    int8 values and a float32 scale per row (symmetric: the row's largest magnitude maps to
+    127), and every other float32 tensor as float16. Loading undoes it (dequantized_rows)."""
+    stored: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if tensor.dtype != torch.float32:
+            stored[name] = tensor
+        elif tensor.dim() == 2 and tensor.numel() >= QUANTIZED_MIN_ELEMENTS:
+            scale = tensor.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+            stored[name] = (tensor / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+            stored[name + ROW_SCALE_SUFFIX] = scale
+        else:
+            stored[name] = tensor.half()
+    return stored
+
+
+def dequantized_rows(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """``state`` with each int8 matrix that has a row scale widened to float32 (see
+    quantized_rows); a scale that does not fit its matrix is refused."""
+    widened = dict(state)
+    for scale_name in [name for name in state if name.endswith(ROW_SCALE_SUFFIX)]:
+        name = scale_name.removesuffix(ROW_SCALE_SUFFIX)
+        values, scale = widened.pop(name, None), widened.pop(scale_name)
+        fits = (
+            values is not None
+            and values.dtype == torch.int8
+            and values.dim() == 2
+            and scale.dtype == torch.float32
+            and tuple(scale.shape) == (values.shape[0],)
+        )
+        if not fits:
+            raise RunError(f"{path}: '{scale_name}' is not the row scale of an int8 matrix")
+        widened[name] = values.float() * scale[:, None]
+    return widened
 
 
 def load_weights(vae: torch.nn.Module, path: Path) -> None:
-    state = load_tensors(path)
+    state = dequantized_rows(load_tensors(path), path)
     expected = vae.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -326,8 +368,8 @@ def load_weights(vae: torch.nn.Module, path: Path) -> None:
         )
     for name, tensor in state.items():
         want = expected[name]
-        # Floating weights may be stored narrower (a bundled model in float16, to keep the wheel
-        # small): load_state_dict widens them. Anything else must match exactly.
+        # Floating weights may be stored narrower (a bundled model's in float16, to keep the
+        # wheel small): load_state_dict widens them. Anything else must match exactly.
         narrower = tensor.dtype in HALF_PRECISIONS and want.dtype == torch.float32
         if tensor.shape != want.shape or (tensor.dtype != want.dtype and not narrower):
             raise RunError(

@@ -1,15 +1,17 @@
 """Copy a finished run into data/DOMAIN/pretrained, the model `polyvae sample DOMAIN` uses.
 
-    python data/bundle_run.py RUN_DIR [--data data/DOMAIN/FILE] [--half]
+    python data/bundle_run.py RUN_DIR [--data data/DOMAIN/FILE] [--store float16|int8]
 
 Copies run.json, model.safetensors, codec/, prior/ and metrics.jsonl (not the checkpoint: the
 bundled model is for sampling; resume from the original run to train further). The run must have
 been trained on a file inside data/DOMAIN/, or on a file with the same bytes as the one --data
 names there; its source is rewritten relative to the installed polyvae.data package so
 evaluation finds the training data after install. A run stopped early (interrupted) is bundled
-only when it has a fitted prior (`polyvae fit-prior RUN`), as a finished one does. `--half`
-stores the float32 weights as float16 (polyvae widens them when loading): half the bytes in the
-wheel, for a large vocabulary's embeddings and output layer.
+only when it has a fitted prior (`polyvae fit-prior RUN`), as a finished one does. `--store`
+narrows the float32 weights to keep the wheel small (polyvae widens them when loading):
+`float16` halves their bytes; `int8` stores each large matrix as int8 with one scale per row and
+the rest as float16, about a quarter of the bytes (its cost in quality is measured in
+docs/molecules.md and docs/text.md).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--data", type=Path, help="the bundled copy of the run's training file")
-    parser.add_argument("--half", action="store_true", help="store the weights as float16")
+    parser.add_argument(
+        "--store",
+        choices=("float32", "float16", "int8"),
+        default="float32",
+        help="how to store the weights",
+    )
     args = parser.parse_args()
     run = args.run
     meta = json.loads((run / "run.json").read_text())
@@ -49,19 +56,22 @@ def main() -> None:
     target = folder / "pretrained"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
-    if args.half:
+    if args.store == "float32":
+        shutil.copy2(run / "model.safetensors", target)
+    else:
         from polyvae.files import load_tensors, save_tensors
+        from polyvae.run import quantized_rows
 
         weights = load_tensors(run / "model.safetensors")
         save_tensors(
             target / "model.safetensors",
-            {
+            quantized_rows(weights)
+            if args.store == "int8"
+            else {
                 name: tensor.half() if tensor.dtype == torch.float32 else tensor
                 for name, tensor in weights.items()
             },
         )
-    else:
-        shutil.copy2(run / "model.safetensors", target)
     shutil.copy2(run / "metrics.jsonl", target)
     shutil.copytree(run / "codec", target / "codec")
     if (run / "prior").is_dir():

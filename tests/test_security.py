@@ -133,3 +133,49 @@ def test_weights_stored_in_half_precision_load_widened(run_copy):
     for name, tensor in loaded.items():
         assert tensor.dtype == torch.float32
         torch.testing.assert_close(tensor, full[name], rtol=1e-3, atol=1e-4)
+
+
+def test_weights_stored_as_int8_rows_load_widened(run_copy):
+    from polyvae.files import load_tensors
+    from polyvae.run import QUANTIZED_MIN_ELEMENTS, ROW_SCALE_SUFFIX, quantized_rows
+
+    full = polyvae.load(run_copy).vae.state_dict()
+    state = load_tensors(run_copy / "model.safetensors")
+    # The test model's matrices are small: quantize one as a bundled model's large ones are.
+    big = max(state, key=lambda name: state[name].numel() if state[name].dim() == 2 else 0)
+    state[big] = state[big].repeat(QUANTIZED_MIN_ELEMENTS // state[big].numel() + 1, 1)
+    stored = quantized_rows(state)
+    assert stored[big].dtype == torch.int8 and big + ROW_SCALE_SUFFIX in stored
+    assert all(
+        t.dtype == torch.float16
+        for n, t in stored.items()
+        if n != big and t.is_floating_point() and not n.endswith(ROW_SCALE_SUFFIX)
+    )
+    rows = full[big].shape[0]
+    stored[big] = stored[big][:rows]
+    stored[big + ROW_SCALE_SUFFIX] = stored[big + ROW_SCALE_SUFFIX][:rows]
+    save_tensors(run_copy / "model.safetensors", stored)
+    loaded = polyvae.load(run_copy).vae.state_dict()
+    for name, tensor in loaded.items():
+        assert tensor.dtype == full[name].dtype
+        # Rounding to 1/127 of the row's largest magnitude: half a step at most.
+        step = full[name].abs().amax(dim=-1, keepdim=True) / 127 if name == big else 1e-3
+        assert ((tensor - full[name]).abs() <= step / 2 + 1e-4 * full[name].abs()).all()
+
+
+@pytest.mark.parametrize("fault", ["shape", "orphan"])
+def test_int8_row_scales_that_do_not_fit_are_refused(run_copy, plugin_site, fault):
+    from polyvae.files import load_tensors
+    from polyvae.run import ROW_SCALE_SUFFIX
+
+    state = load_tensors(run_copy / "model.safetensors")
+    name = next(n for n in sorted(state) if state[n].dim() == 2)
+    state[name] = state[name].round().to(torch.int8)
+    rows = state[name].shape[0]
+    state[name + ROW_SCALE_SUFFIX] = torch.ones(rows + 1 if fault == "shape" else rows)
+    if fault == "orphan":
+        del state[name]
+    save_tensors(run_copy / "model.safetensors", state)
+    load_and_cli(
+        run_copy, plugin_site, f"'{name}{ROW_SCALE_SUFFIX}' is not the row scale", cli=False
+    )
