@@ -34,6 +34,8 @@ RECIPE_KEYS = (
     "free_bits",
     "word_dropout",
     "dropout",
+    "bag_of_words",
+    "tie_embeddings",
 )
 SAMPLE_METRICS = ("word_validity", "uniqueness", "novelty", "distinct_2")
 SHOWN = 5  # reconstructions and samples kept in each point, to read
