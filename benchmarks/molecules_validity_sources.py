@@ -15,15 +15,21 @@ single full-covariance Gaussian, the 20-component mixture, the masked autoregres
 fitted to one posterior sample of ``--fit-codes`` random training molecules, with the held-out
 log-likelihood of the codes under it and under N(0, I) (nats per molecule, higher is closer to
 the codes) and the raw validity of ``n`` molecules sampled from it at temperature 1.
+
+Last, what is wrong with the invalid strings the run's default prior gives at temperature 1
+(what `polyvae sample` writes): SMILES syntax (RDKit cannot parse them: an open ring bond,
+unbalanced parentheses), kekulization (an aromatic ring with no alternating bonds) or valence.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 
 import numpy as np
 import torch
+from rdkit import Chem, RDLogger
 
 import polyvae
 from polyvae.plugins.molecules.metrics import fraction_valid
@@ -31,6 +37,24 @@ from polyvae.priors import fit_prior
 
 # (kind, components) of the priors refitted: a single Gaussian, the default mixture, the flow.
 FITS = (("gmm", 1), ("gmm", 20), ("flow", 1))
+
+
+def invalid_kinds(smiles: list[str]) -> dict[str, int]:
+    """How many of ``smiles`` fail, by RDKit's first complaint."""
+    kinds: Counter[str] = Counter()
+    RDLogger.DisableLog("rdApp.*")
+    for item in smiles:
+        molecule = Chem.MolFromSmiles(item, sanitize=False)
+        if molecule is None:
+            kinds["syntax"] += 1
+            continue
+        problems = Chem.DetectChemistryProblems(molecule)
+        if problems:
+            kind = problems[0].GetType()
+            kinds[
+                "kekulization" if "Kekulize" in kind else "valence" if "Valence" in kind else kind
+            ] += 1
+    return dict(kinds)
 
 
 def main() -> None:
@@ -60,6 +84,8 @@ def main() -> None:
         for name, z in sources.items()
         for label, temperature in (("temperature 1", 1.0), ("greedy", 0.0))
     }
+    default_prior = model.prior().sample(args.n, torch.Generator().manual_seed(args.seed))
+    invalid = invalid_kinds(model.decode(default_prior, temperature=1.0, seed=args.seed))
     picks = rng.choice(len(training), args.fit_codes, replace=False)
     codes = model.encode([training[i] for i in sorted(picks)], sample=True, seed=args.seed)
     fits = []
@@ -87,6 +113,7 @@ def main() -> None:
                 "validity": results,
                 "fit_codes": args.fit_codes,
                 "refitted_priors": fits,
+                "invalid_kinds": invalid,
             },
             indent=2,
         )
