@@ -344,14 +344,13 @@ def dequantized_rows(state: Mapping[str, torch.Tensor], path: Path) -> dict[str,
     for scale_name in [name for name in state if name.endswith(ROW_SCALE_SUFFIX)]:
         name = scale_name.removesuffix(ROW_SCALE_SUFFIX)
         values, scale = widened.pop(name, None), widened.pop(scale_name)
-        fits = (
+        if not (
             values is not None
             and values.dtype == torch.int8
             and values.dim() == 2
             and scale.dtype == torch.float32
             and tuple(scale.shape) == (values.shape[0],)
-        )
-        if not fits:
+        ):
             raise RunError(f"{path}: '{scale_name}' is not the row scale of an int8 matrix")
         widened[name] = values.float() * scale[:, None]
     return widened
