@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import polyvae
-from polyvae.run import dequantized_rows, quantized_rows
+from polyvae.run import dequantized_rows, narrowed_weights
 
 KEPT = (
     "elbo",
@@ -55,10 +55,10 @@ def main() -> None:
     items = test_items(model, args.n)
     samples = args.samples if model.domain.name == "molecules" else 0
     stored = {name: tensor.clone() for name, tensor in model.vae.state_dict().items()}
-    storages = {
-        "as stored": stored,
-        "float16": {n: t.half().float() if t.is_floating_point() else t for n, t in stored.items()},
-        "int8": dequantized_rows(quantized_rows(stored), Path(args.run)),
+    # load_state_dict widens float16 as loading a run does.
+    storages = {"as stored": stored} | {
+        storage: dequantized_rows(narrowed_weights(stored, storage), Path(args.run))
+        for storage in ("float16", "int8")
     }
     rows = {}
     for storage, weights in storages.items():

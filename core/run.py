@@ -337,6 +337,19 @@ def quantized_rows(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return stored
 
 
+WEIGHT_STORAGES = ("float32", "float16", "int8")
+
+
+def narrowed_weights(state: Mapping[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
+    """``state`` as ``storage`` (one of WEIGHT_STORAGES) keeps it: float32 as it is, float16
+    every float32 tensor halved, int8 as quantized_rows stores it."""
+    if storage == "int8":
+        return quantized_rows(state)
+    if storage == "float16":
+        return {n: t.half() if t.dtype == torch.float32 else t for n, t in state.items()}
+    return dict(state)
+
+
 def dequantized_rows(state: Mapping[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     """``state`` with each int8 matrix that has a row scale widened to float32 (see
     quantized_rows); a scale that does not fit its matrix is refused."""

@@ -22,7 +22,8 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
+from polyvae.files import load_tensors, save_tensors
+from polyvae.run import WEIGHT_STORAGES, narrowed_weights
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,10 +33,7 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--data", type=Path, help="the bundled copy of the run's training file")
     parser.add_argument(
-        "--store",
-        choices=("float32", "float16", "int8"),
-        default="float32",
-        help="how to store the weights",
+        "--store", choices=WEIGHT_STORAGES, default="float32", help="how to store the weights"
     )
     args = parser.parse_args()
     run = args.run
@@ -59,19 +57,8 @@ def main() -> None:
     if args.store == "float32":
         shutil.copy2(run / "model.safetensors", target)
     else:
-        from polyvae.files import load_tensors, save_tensors
-        from polyvae.run import quantized_rows
-
         weights = load_tensors(run / "model.safetensors")
-        save_tensors(
-            target / "model.safetensors",
-            quantized_rows(weights)
-            if args.store == "int8"
-            else {
-                name: tensor.half() if tensor.dtype == torch.float32 else tensor
-                for name, tensor in weights.items()
-            },
-        )
+        save_tensors(target / "model.safetensors", narrowed_weights(weights, args.store))
     shutil.copy2(run / "metrics.jsonl", target)
     shutil.copytree(run / "codec", target / "codec")
     if (run / "prior").is_dir():
