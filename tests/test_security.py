@@ -125,10 +125,13 @@ def test_weights_that_do_not_fit_are_refused(run_copy, plugin_site, fault):
 
 def test_weights_stored_in_half_precision_load_widened(run_copy):
     from polyvae.files import load_tensors
+    from polyvae.run import narrowed_weights
 
     full = polyvae.load(run_copy).vae.state_dict()
     state = load_tensors(run_copy / "model.safetensors")
-    save_tensors(run_copy / "model.safetensors", {k: v.half() for k, v in state.items()})
+    half = narrowed_weights(state, "float16")
+    assert all(t.dtype == torch.float16 for t in half.values() if t.is_floating_point())
+    save_tensors(run_copy / "model.safetensors", half)
     loaded = polyvae.load(run_copy).vae.state_dict()
     for name, tensor in loaded.items():
         assert tensor.dtype == torch.float32
@@ -137,14 +140,14 @@ def test_weights_stored_in_half_precision_load_widened(run_copy):
 
 def test_weights_stored_as_int8_rows_load_widened(run_copy):
     from polyvae.files import load_tensors
-    from polyvae.run import QUANTIZED_MIN_ELEMENTS, ROW_SCALE_SUFFIX, quantized_rows
+    from polyvae.run import QUANTIZED_MIN_ELEMENTS, ROW_SCALE_SUFFIX, narrowed_weights
 
     full = polyvae.load(run_copy).vae.state_dict()
     state = load_tensors(run_copy / "model.safetensors")
     # The test model's matrices are small: quantize one as a bundled model's large ones are.
     big = max(state, key=lambda name: state[name].numel() if state[name].dim() == 2 else 0)
     state[big] = state[big].repeat(QUANTIZED_MIN_ELEMENTS // state[big].numel() + 1, 1)
-    stored = quantized_rows(state)
+    stored = narrowed_weights(state, "int8")
     assert stored[big].dtype == torch.int8 and big + ROW_SCALE_SUFFIX in stored
     assert all(
         t.dtype == torch.float16
