@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
+from text_default import test_texts
 
 import polyvae
 from polyvae.run import dequantized_rows, narrowed_weights
@@ -37,9 +37,6 @@ def test_items(model: polyvae.Model, count: int) -> list:
         from polyvae.plugins.molecules.metrics import bundled_smiles
 
         return bundled_smiles("test")[:count]
-    sys.path.insert(0, str(Path(__file__).parent))
-    from text_default import test_texts
-
     return test_texts(model)[:count]
 
 
