@@ -5,17 +5,19 @@ encoder and decoder built (:func:`build_networks`) from the options that size th
 A batch is ``{"tokens": LongTensor (N, L), "lengths": LongTensor (N,)}``: each row starts with
 ``<bos>``, ends with ``<eos>`` and is padded with ``<pad>`` up to the batch's width; ``lengths``
 counts the tokens of a row including ``<bos>`` and ``<eos>``. Codecs build their vocabularies with
-:data:`SPECIAL_TOKENS` first, so the ids below hold in every vocabulary.
+:data:`SPECIAL_TOKENS` first, so the ids below hold in every vocabulary, and encode data sets
+with :func:`padded_token_ids`.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -24,6 +26,23 @@ from polyvae.domain import Batch, Decoder, Encoder
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")  # position = id
+
+
+# Sequences per tokenizer call when encoding a data set. A `tokenizers` Encoding keeps offsets,
+# token strings and masks beside the ids, several kilobytes for a 50-token row, and the
+# allocator keeps that memory after it is freed: all of MOSES in one call held 12 GB.
+ENCODE_CHUNK = 16_384
+
+
+def padded_token_ids(tokenizer: Tokenizer, sequences: Sequence[str]) -> Tensor:
+    """Token ids of ``sequences`` (with the tokenizer's special tokens), each row padded with
+    ``<pad>`` to the longest row, encoded :data:`ENCODE_CHUNK` sequences at a time."""
+    chunks = []
+    for start in range(0, len(sequences), ENCODE_CHUNK):
+        encodings = tokenizer.encode_batch(list(sequences[start : start + ENCODE_CHUNK]))
+        chunks.append(torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long))
+    width = max(chunk.shape[1] for chunk in chunks)
+    return torch.cat([F.pad(chunk, (0, width - chunk.shape[1]), value=PAD) for chunk in chunks])
 
 
 def trimmed(batch: Batch) -> tuple[Tensor, Tensor]:

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
 
 from polyvae.errors import UserError
+from polyvae.plugins import sequence
 from polyvae.plugins.images.codec import ImageCodec
 from polyvae.plugins.images.domain import ImagesDomain
 from polyvae.plugins.images.reader import Image
@@ -96,6 +98,29 @@ def test_molecule_codec_round_trips_canonical_smiles(molecules, representation, 
     codec = MoleculeCodec.fit(molecules, representation, augment=augment, seed=0)
     assert codec.decode(codec.encode(molecules)) == molecules
     assert not codec.novel(molecules).any()
+
+
+@pytest.mark.parametrize(
+    "fit, items",
+    [
+        (
+            lambda items: TextCodec.fit(items, kind="word"),
+            [*CORPUS, "hi", "the cat sat all the way home"],
+        ),
+        (
+            lambda items: MoleculeCodec.fit(items, "smiles"),
+            ["C", "CCO", "c1ccccc1", "CC(=O)Nc1ccc(O)cc1"],
+        ),
+    ],
+)
+def test_a_data_set_encoded_in_chunks_is_padded_to_its_longest_row(fit, items, monkeypatch):
+    codec = fit(items)
+    at_once = codec.encode(items)
+    monkeypatch.setattr(sequence, "ENCODE_CHUNK", 3)  # the longest row is in the last chunk
+    in_chunks = codec.encode(items)
+    assert torch.equal(in_chunks["tokens"], at_once["tokens"])
+    assert torch.equal(in_chunks["lengths"], at_once["lengths"])
+    assert codec.decode(in_chunks) == items
 
 
 @st.composite

@@ -27,7 +27,7 @@ from polyvae.domain import Batch
 from polyvae.errors import UnencodableItem, UserError
 from polyvae.files import atomic_write_json, atomic_write_text, read_json
 from polyvae.plugins.molecules.chemistry import canonical_smiles, randomized_smiles
-from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, padded_token_ids
 from polyvae.plugins.training_set import TrainingSet
 
 # Atom-level SMILES tokens (Schwaller et al. 2019, Molecular Transformer): bracket atoms such as
@@ -163,8 +163,7 @@ class MoleculeCodec:
         return {"tokens": tokens, "lengths": (tokens != PAD).sum(dim=1)}
 
     def _token_ids(self, sequences: list[str]) -> torch.Tensor:
-        encodings = self.tokenizer.encode_batch(sequences)
-        return torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
+        return padded_token_ids(self.tokenizer, sequences)
 
     def _unknown_token_problem(self, sequence: str) -> str | None:
         """Why ``sequence`` cannot be tokenised (its first unknown token), or None."""

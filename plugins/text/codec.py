@@ -40,7 +40,7 @@ from tokenizers import (
 from polyvae.domain import Batch
 from polyvae.errors import UserError
 from polyvae.files import atomic_write_json, atomic_write_text, read_json
-from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+from polyvae.plugins.sequence import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, padded_token_ids
 from polyvae.plugins.text.choices import TOKENIZERS
 from polyvae.plugins.training_set import TrainingSet
 
@@ -150,8 +150,7 @@ class TextCodec:
                 "tokens": torch.zeros(0, 2, dtype=torch.long),
                 "lengths": torch.zeros(0, dtype=torch.long),
             }
-        encodings = self.tokenizer.encode_batch([str(item) for item in items])
-        tokens = torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
+        tokens = padded_token_ids(self.tokenizer, [str(item) for item in items])
         return {"tokens": tokens, "lengths": (tokens != PAD).sum(dim=1)}
 
     def decode(self, batch: Batch) -> list[str]:
