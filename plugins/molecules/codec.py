@@ -202,11 +202,13 @@ class MoleculeCodec:
     def encode_augmented(self, items: Sequence[str], seed: int) -> Batch:
         """The items as random SMILES (a new atom order for each ``seed``); a molecule whose
         random form needs a token outside the vocabulary keeps its given form."""
+        if not items:
+            return self.encode(items)
         variants = randomized_smiles(items, seed)
-        encodings = self.tokenizer.encode_batch(_sequences(variants, self.representation))
+        unknown = (self._token_ids(_sequences(variants, self.representation)) == UNK).any(dim=1)
         chosen = [
-            item if UNK in encoding.ids else variant
-            for item, variant, encoding in zip(items, variants, encodings, strict=True)
+            item if has_unknown else variant
+            for item, variant, has_unknown in zip(items, variants, unknown.tolist(), strict=True)
         ]
         return self.encode(chosen)
 
