@@ -16,6 +16,7 @@ from polyvae.vae import (
     gaussian_log_density,
     kl_penalty,
     mutual_information,
+    pairwise_gaussian_log_density,
 )
 
 
@@ -102,6 +103,17 @@ def test_latent_statistics_keep_the_first_items_for_mutual_information():
     expected = mutual_information(mu[:MI_ITEMS], logvar[:MI_ITEMS])
     torch.manual_seed(1)
     assert statistics.mutual_information() == pytest.approx(expected)
+
+
+def test_pairwise_density_matches_each_pair_computed_alone():
+    torch.manual_seed(0)
+    z, mu, logvar = (
+        torch.randn(5, 3).double(),
+        torch.randn(4, 3).double(),
+        torch.randn(4, 3).double(),
+    )
+    expected = torch.stack([gaussian_log_density(row, mu, logvar) for row in z])
+    assert torch.allclose(pairwise_gaussian_log_density(z, mu, logvar), expected, atol=1e-10)
 
 
 def test_mutual_information_bounds():
