@@ -26,7 +26,14 @@ from curves import curve_figure, draw_points, main, measured_weights, training_s
 
 from polyvae.plugins.molecules.metrics import bundled_smiles
 
-RECIPE_KEYS = ("representation", "decoder_hidden", "beta_max", "kl_target", "augment")
+RECIPE_KEYS = (
+    "representation",
+    "decoder_hidden",
+    "decoder_layers",
+    "beta_max",
+    "kl_target",
+    "augment",
+)
 SAMPLE_METRICS = ("validity", "FCD/Test", "Filters", "SNN/Test")
 RECONSTRUCTED = 1000
 
