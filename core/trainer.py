@@ -45,7 +45,7 @@ from polyvae.dataset import (
     seed_everything,
     source_name,
 )
-from polyvae.device import autocast, fast_autocast, resolve_device
+from polyvae.device import fast_autocast, resolve_device
 from polyvae.distributed import SINGLE, Context, session, share_folder, training_device
 from polyvae.domain import Domain
 from polyvae.errors import RunError, UserError
@@ -656,7 +656,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(rank_seed(self.engine.seed, self.rank))
             for index in val_index[self.rank :: self.world_size].split(self.engine.batch_size):
-                with autocast(self.device, self.engine.precision):
+                with fast_autocast(self.device, self.engine.precision):
                     statistics.add(self.vae(self.data.batch(index), self.data.condition(index)))
             statistics.reduce(self.place)
             results = statistics.results()
