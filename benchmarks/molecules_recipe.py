@@ -12,8 +12,9 @@ Each call appends one point to the curve file: molecules seen, training CPU-minu
 seconds times the threads), validation KL and active units from metrics.jsonl; and, from a copy
 of the run's current best weights with a Gaussian mixture fitted to its training codes: raw
 validity, FCD/Test, Filters and SNN/Test of `--samples` samples under the standard and the
-fitted prior, and greedy exact reconstruction of 1,000 MOSES test molecules. `--plot FILE` draws
-every candidate's curves from the curve file.
+fitted prior, greedy exact reconstruction of 1,000 MOSES test molecules, and what is wrong with
+the invalid strings among 2,000 more samples of the fitted prior (SMILES syntax, kekulization,
+valence). `--plot FILE` draws every candidate's curves from the curve file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 from curves import curve_figure, draw_points, main, measured_weights, training_so_far
+from molecules_validity_sources import invalid_kinds
 
 from polyvae.plugins.molecules.metrics import bundled_smiles
 
@@ -36,6 +38,7 @@ RECIPE_KEYS = (
 )
 SAMPLE_METRICS = ("validity", "FCD/Test", "Filters", "SNN/Test")
 RECONSTRUCTED = 1000
+CLASSIFIED = 2000  # fitted-prior samples whose invalid strings are sorted by what is wrong
 
 
 def measure(run: Path, args: argparse.Namespace) -> dict:
@@ -54,6 +57,9 @@ def measure(run: Path, args: argparse.Namespace) -> dict:
                 test, k=1, samples=samples, seed=seed, likelihood_items=1, prior=prior
             )
             point |= {f"{prior}: {name}": results[name] for name in SAMPLE_METRICS}
+        codes = model.prior("fitted").sample(CLASSIFIED, torch.Generator().manual_seed(seed))
+        decoded = model.decode(codes, temperature=1.0, seed=seed)
+        point[f"fitted: invalid kinds of {CLASSIFIED}"] = invalid_kinds(decoded)
     return point
 
 

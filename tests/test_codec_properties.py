@@ -86,7 +86,7 @@ MOLECULES = (
 @FAST
 @given(
     molecules=st.lists(MOLECULES, min_size=1, max_size=6),
-    representation=st.sampled_from(["smiles", "selfies"]),
+    representation=st.sampled_from(["smiles", "kekule", "selfies"]),
     augment=st.booleans(),
 )
 def test_molecule_codec_round_trips_canonical_smiles(molecules, representation, augment):

@@ -42,6 +42,17 @@ def canonical_smiles(smiles: str) -> str | None:
     return Chem.MolToSmiles(mol) if mol is not None else None
 
 
+def kekule_smiles(smiles: str) -> str:
+    """``smiles`` with its aromatic rings written as alternating single and double bonds, atoms
+    in the order given (so a random SMILES stays random). Raises ValueError when RDKit cannot
+    parse or kekulize it."""
+    mol = parse(smiles)
+    if mol is None:
+        raise ValueError(f"cannot be written as Kekulé SMILES: {diagnose(smiles)}")
+    Chem.Kekulize(mol, clearAromaticFlags=True)
+    return Chem.MolToSmiles(mol, kekuleSmiles=True, canonical=False)
+
+
 def diagnose(smiles: str) -> str:
     """Why ``smiles`` is not a valid molecule, in one line (for read reports)."""
     if not smiles.strip():

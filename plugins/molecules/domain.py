@@ -136,8 +136,9 @@ class MoleculesDomain(Domain):
         Option(
             "representation",
             "smiles",
-            "token strings the networks see: atom-level SMILES, or SELFIES",
-            choices=("smiles", "selfies"),
+            "token strings the networks see: atom-level SMILES, Kekulé SMILES (aromatic rings as "
+            "alternating single and double bonds), or SELFIES",
+            choices=("smiles", "kekule", "selfies"),
         ),
         Option(
             "column",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import os
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,14 +16,9 @@ from typing import IO
 from polyvae.domain import ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.chemistry import canonical_smiles, diagnose
-from polyvae.plugins.shared import TextFiles, require_usable, undecodable, worker_pool
+from polyvae.plugins.shared import TextFiles, parallel_map, require_usable, undecodable
 
 FILES = TextFiles((".smi", ".txt", ".csv"), "molecules")
-
-# Below this many records starting worker processes (seconds each) costs more than it saves.
-PARALLEL_FROM = 100_000
-MAX_WORKERS = 8
-CHUNK = 2_000
 
 
 def read_smiles(
@@ -35,7 +29,8 @@ def read_smiles(
     reason to skip a valid molecule."""
     report = ReadReport(str(source))
     records = [record for path in FILES.files(source) for record in _records(path, column, report)]
-    examined = _examine_all([text for _, text in records], check)
+    examine = functools.partial(_examine, check=check)
+    examined = parallel_map(examine, [text for _, text in records], preload=__name__)
     items: list[str] = []
     for (location, _), (smiles, problem) in zip(records, examined, strict=True):
         if problem:
@@ -53,19 +48,6 @@ def _examine(text: str, check: Callable[[str], str | None] | None) -> tuple[str,
     if smiles is None:
         return text, diagnose(text)
     return smiles, check(smiles) if check else None
-
-
-def _examine_all(
-    texts: list[str], check: Callable[[str], str | None] | None
-) -> list[tuple[str, str | None]]:
-    # RDKit parsing holds the GIL, so large files are spread over processes: the 1.6M MOSES
-    # molecules take minutes in one.
-    examine = functools.partial(_examine, check=check)
-    workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
-    if len(texts) < PARALLEL_FROM or workers < 2:
-        return [examine(text) for text in texts]
-    with worker_pool(workers, preload=__name__) as pool:
-        return pool.map(examine, texts, chunksize=CHUNK)
 
 
 def _records(path: Path, column: str, report: ReadReport) -> Iterator[tuple[str, str]]:

@@ -18,6 +18,7 @@ from rdkit import Chem
 import polyvae.plugins.molecules as molecules_plugin
 from polyvae.device import int8_products
 from polyvae.errors import UnencodableItem, UserError
+from polyvae.plugins import shared
 from polyvae.plugins.molecules import chemistry
 from polyvae.plugins.molecules.codec import MoleculeCodec, to_sequence
 from polyvae.plugins.molecules.domain import MoleculesDomain
@@ -212,6 +213,34 @@ def test_selfies_codec_round_trips():
     assert codec.decode(codec.encode(MOLECULES)) == MOLECULES
 
 
+def test_kekule_codec_writes_no_aromatic_tokens_and_round_trips():
+    codec = MoleculeCodec.fit(MOLECULES, "kekule")
+    vocabulary = set(codec.tokenizer.get_vocab())
+    assert not vocabulary & {"c", "n", "o", "s", "[nH]"}
+    assert codec.tokenizer.encode(to_sequence("Oc1ccccc1", "kekule")).tokens == [
+        "<bos>", "O", "C", "1", "=", "C", "C", "=", "C", "C", "=", "C", "1", "<eos>",
+    ]  # fmt: skip
+    # Decoded molecules come back as canonical aromatic SMILES, like the other representations.
+    assert codec.decode(codec.encode(MOLECULES)) == MOLECULES
+    # A random atom order survives the rewriting, so augmentation still varies the strings.
+    augmented = codec.encode_augmented(MOLECULES, seed=1)
+    assert codec.decode(augmented) == MOLECULES
+    assert not torch.equal(augmented["tokens"], codec.encode(MOLECULES)["tokens"])
+
+
+def test_rdkit_conversions_in_worker_processes_match_one_process(tmp_path, domain, monkeypatch):
+    # Reading and Kekulé-writing 1.6M MOSES molecules go to worker processes; force that path.
+    path = tmp_path / "mols.smi"
+    path.write_text("\n".join([*DRUGS, "xyz", "C1CC"]) + "\n")
+    config = config_of(domain, representation="kekule")
+    serial_items, serial_report = domain.read(path, config)
+    serial = MoleculeCodec.fit(serial_items, "kekule").encode(serial_items)
+    monkeypatch.setattr(shared, "PARALLEL_FROM", 2)
+    items, report = domain.read(path, config)
+    assert (items, report.skipped) == (serial_items, serial_report.skipped)
+    assert torch.equal(MoleculeCodec.fit(items, "kekule").encode(items)["tokens"], serial["tokens"])
+
+
 def test_a_token_outside_the_vocabulary_is_a_user_error_naming_it():
     codec = MoleculeCodec.fit(["CCO", "c1ccccc1"], "smiles")
     with pytest.raises(UserError, match=r"molecule 2 'C\[Se\]C' has the token '\[Se\]'"):
@@ -232,6 +261,14 @@ def test_a_molecule_is_encoded_in_the_form_the_vocabulary_was_learned_on(represe
     # A molecule that encodes as given keeps its own form, though it is not the canonical one.
     as_given = codec.tokenizer.encode(to_sequence("OCC", representation)).ids
     assert codec.encode(["OCC"])["tokens"][0].tolist() == as_given
+
+
+def test_kekule_form_drops_an_explicit_hydrogen_while_rewriting_the_molecule():
+    # RDKit removes the [H] as it parses the molecule for its Kekulé form, so no token is unknown.
+    canonical = chemistry.canonical_smiles(EXPLICIT_HYDROGEN)
+    codec = MoleculeCodec.fit([canonical, "CCO"], "kekule")
+    assert "[H]" not in to_sequence(EXPLICIT_HYDROGEN, "kekule")
+    assert codec.decode(codec.encode([EXPLICIT_HYDROGEN, "OCC"])) == [canonical, "CCO"]
 
 
 def test_molecules_no_form_can_encode_are_all_named_by_position():
