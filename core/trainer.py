@@ -63,7 +63,7 @@ from polyvae.run import (
     versions_record,
 )
 from polyvae.schedules import beta_at, controlled_beta, initial_kl_integral, lr_factor
-from polyvae.vae import LatentStatistics, Terms, training_loss
+from polyvae.vae import MI_ITEMS, LatentStatistics, Terms, training_loss
 
 # Keys that may change when a run is resumed: how long and where it runs, not what it learns.
 RESUMABLE_KEYS = {
@@ -647,7 +647,8 @@ class Trainer:
         """True ELBO (beta 1, no free bits), KL, active units and MI on the validation items,
         with fixed noise so epochs compare fairly and training's RNG stream is untouched. Under
         DDP each rank scores its share and the sums are added, so that model selection and
-        early stopping agree."""
+        early stopping agree. Past the MI estimate's items (the first, in random order) the
+        batches are sorted by length, which only changes how little they pad."""
         val_index = self.data.val_index
         if len(val_index) == 0:
             return {}
@@ -655,7 +656,7 @@ class Trainer:
         statistics = LatentStatistics(self.engine.latent_dim, self.device)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(rank_seed(self.engine.seed, self.rank))
-            for index in val_index[self.rank :: self.world_size].split(self.engine.batch_size):
+            for index in self.data.validation_batches(keep_order=MI_ITEMS):
                 with fast_autocast(self.device, self.engine.precision):
                     statistics.add(self.vae(self.data.batch(index), self.data.condition(index)))
             statistics.reduce(self.place)

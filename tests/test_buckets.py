@@ -54,6 +54,23 @@ def test_bucketed_batches_hold_the_same_items_with_less_padding(tmp_path):
     assert longest != sorted(longest)
 
 
+def test_validation_batches_keep_the_first_items_in_order_and_sort_the_rest(tmp_path):
+    data = trainer(tmp_path, "val", length_buckets=50).data
+    sizes, val_index = data.sizes, data.val_index  # 40 items
+    batches = data.validation_batches(keep_order=20)
+    assert [len(batch) for batch in batches[:2]] == [16, 4]
+    assert torch.equal(torch.cat(batches[:2]), val_index[:20])
+    assert torch.equal(torch.cat(batches).sort().values, val_index.sort().values)
+    rest = torch.cat(batches[2:])
+    assert sizes[rest].tolist() == sorted(sizes[rest].tolist())
+    assert spread(batches[2:], sizes) < spread(list(val_index[20:].split(16)), sizes)
+    # Fewer items than are kept in order: no empty batch after them.
+    assert [len(batch) for batch in data.validation_batches(keep_order=100)] == [16, 16, 8]
+    # Without buckets, the items keep their random order.
+    plain = trainer(tmp_path, "plain", length_buckets=0).data
+    assert torch.equal(torch.cat(plain.validation_batches(keep_order=20)), plain.val_index)
+
+
 def test_augmenting_re_encodes_only_the_items_an_epoch_visits(tmp_path):
     augmenting = trainer(tmp_path, "aug", augment=True, steps_per_epoch=3)
     data = augmenting.data
