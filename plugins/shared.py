@@ -186,16 +186,25 @@ MAX_WORKERS = 8
 MAP_CHUNK = 2_000
 
 
-def parallel_map(function: Callable[[Any], Any], items: Sequence[Any], preload: str) -> list[Any]:
-    """``[function(item) for item in items]``, spread over :func:`worker_pool` processes when the
-    items are many: RDKit holds the GIL, and parsing the 1.6M MOSES molecules takes minutes in
-    one process. ``function`` must be picklable (module level, or a partial of one) and defined
-    in the module ``preload``."""
-    workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
-    if len(items) < PARALLEL_FROM or workers < 2:
+def parallel_map(
+    function: Callable[[Any], Any],
+    items: Sequence[Any],
+    preload: str,
+    processes: int | None = None,
+    chunksize: int = MAP_CHUNK,
+) -> list[Any]:
+    """``[function(item) for item in items]``, spread over ``processes`` :func:`worker_pool`
+    workers (fewer than 2: none), in chunks of ``chunksize`` items: RDKit holds the GIL, and
+    parsing the 1.6M MOSES molecules takes minutes in one process. By default every core, up to
+    :data:`MAX_WORKERS`, once there are :data:`PARALLEL_FROM` items. ``function`` must be
+    picklable (module level, or a partial of one) and defined in the module ``preload``."""
+    if processes is None:
+        many = len(items) >= PARALLEL_FROM
+        processes = min(len(os.sched_getaffinity(0)), MAX_WORKERS) if many else 1
+    if processes < 2:
         return [function(item) for item in items]
-    with worker_pool(workers, preload=preload) as pool:
-        return pool.map(function, items, chunksize=MAP_CHUNK)
+    with worker_pool(processes, preload=preload) as pool:
+        return pool.map(function, items, chunksize=chunksize)
 
 
 def _start_worker(initializer: Callable[..., None] | None, initargs: tuple) -> None:

@@ -49,7 +49,7 @@ from scipy.stats import wasserstein_distance
 from polyvae.errors import UserError
 from polyvae.files import atomic_write_bytes
 from polyvae.plugins.molecules.chemistry import canonical_smiles, default_n_jobs, parse, sa_score
-from polyvae.plugins.shared import worker_pool
+from polyvae.plugins.shared import parallel_map
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -246,10 +246,8 @@ def _on_molecule(function: Callable[[Chem.Mol], object], smiles: str) -> object:
 def _map(function: Callable, items: Sequence, n_jobs: int) -> list:
     """``[function(item) for item in items]``, in up to ``n_jobs`` processes for large inputs."""
     processes = min(n_jobs, len(items) // _MIN_ITEMS_PER_PROCESS)
-    if processes <= 1:
-        return [function(item) for item in items]
-    with worker_pool(processes, preload=__name__) as pool:
-        return pool.map(function, items, chunksize=max(1, len(items) // (processes * 16)))
+    chunksize = max(1, len(items) // (max(processes, 1) * 16))
+    return parallel_map(function, items, __name__, processes, chunksize)
 
 
 def _per_molecule(
