@@ -161,10 +161,13 @@ class TrainingData:
         condition: PropertyScaler | None,
         predict: PropertyScaler | None,
         device: torch.device,
+        encoded: Batch | None = None,
     ) -> None:
+        """``encoded``: ``codec.encode(items)``, when the caller has it already."""
         self.domain, self.items, self.codec, self.engine = domain, items, codec, engine
         self.rank, self.world_size = 0, 1
-        encoded = codec.encode(items)
+        if encoded is None:
+            encoded = codec.encode(items)
         self.fingerprint = fingerprint_batch(encoded)
         self.condition_values = (
             condition.normalise(domain.properties(items, condition.names)) if condition else None

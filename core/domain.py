@@ -205,6 +205,13 @@ class Domain(abc.ABC):
     def fit_codec(self, items: Sequence[Any], config: Mapping[str, Any]) -> Codec:
         """Learn the codec (vocabulary, normaliser, ...) from the training items."""
 
+    def adapt_codec(self, codec: Codec, items: Sequence[Any], config: Mapping[str, Any]) -> Codec:
+        """The codec of a fine-tune (``polyvae train --init RUN``) on ``items``, from RUN's
+        ``codec``: it must encode as RUN's did, for RUN's weights, so by default it is RUN's
+        own; items it cannot encode are skipped. A domain may return a changed copy where its
+        ``config`` allows (another representation over the same vocabulary, say)."""
+        return codec
+
     @abc.abstractmethod
     def load_codec(self, directory: Path, config: Mapping[str, Any]) -> Codec:
         """Load a codec saved by :meth:`Codec.save`."""

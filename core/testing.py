@@ -222,6 +222,14 @@ def _check_codec(domain: Domain, codec: Codec, items: list, config: Mapping, fol
         "load_codec(saved).encode(items)",
         "the original codec's batch",
     )
+    # A fine-tune under the run's own config must encode exactly as the run did.
+    adapted = _call(f"{domain.name}.adapt_codec()", domain.adapt_codec, codec, items, config)
+    _same_batch(
+        _call("adapt_codec(codec).encode(items)", adapted.encode, items),
+        batch,
+        "adapt_codec(codec, items, config).encode(items)",
+        "the original codec's batch",
+    )
     return batch
 
 

@@ -47,8 +47,8 @@ from polyvae.dataset import (
 )
 from polyvae.device import fast_autocast, resolve_device
 from polyvae.distributed import SINGLE, Context, session, share_folder, training_device
-from polyvae.domain import Domain
-from polyvae.errors import RunError, UserError
+from polyvae.domain import Batch, Domain, ReadReport
+from polyvae.errors import RunError, UnencodableItem, UserError
 from polyvae.files import atomic_write_text, fingerprint_batch, save_tensors
 from polyvae.model import Model
 from polyvae.priors import describe_fit, fit_model_prior
@@ -56,10 +56,13 @@ from polyvae.registry import get_domain
 from polyvae.run import (
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
+    LoadedRun,
     PropertyScaler,
     RunDir,
     build_vae,
+    load_weights,
     open_run,
+    resolve_run_path,
     versions_record,
 )
 from polyvae.schedules import beta_at, controlled_beta, initial_kl_integral, lr_factor
@@ -75,6 +78,22 @@ RESUMABLE_KEYS = {
     "fit_prior",
     "prior_components",
 }
+# A fine-tune (``--init RUN``) carries over RUN's config but these keys: the plan and the machine
+# of RUN's own training. They come from the domain's defaults or the user's --set.
+FINE_TUNE_FRESH_KEYS = {
+    "preset",
+    "epochs",
+    "steps_per_epoch",
+    "max_steps",
+    "time_limit",
+    "max_items",
+    "device",
+    "threads",
+    "compile",
+}
+# Keys a fine-tune cannot change: the preset would set network sizes the weights do not have, and
+# the properties' scalers are RUN's, so the model's property inputs keep their meaning.
+FINE_TUNE_FIXED_KEYS = ("preset", "condition", "predict")
 # Fewer training items than this get no fitted prior: a density on a handful of codes overfits.
 MIN_PRIOR_ITEMS = 50
 # Stop when this many optimizer steps in a row produce a non-finite loss.
@@ -122,8 +141,11 @@ def train(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] = print,
+    init: str | Path | None = None,
 ) -> TrainResult:
-    """Train a VAE on ``data`` and write a run directory; or continue the run at ``resume``.
+    """Train a VAE on ``data`` and write a run directory; or continue the run at ``resume``; or,
+    with ``init`` (a run directory, or a domain name for its bundled model), fine-tune that run
+    on ``data`` into a new run directory.
 
     ``config`` holds engine and domain keys (``polyvae.config``); on resume only the keys in
     ``RESUMABLE_KEYS`` may change, to extend a run or move it.
@@ -136,9 +158,11 @@ def train(
         if not place.is_main:
             log, progress = _silent, False
         if resume is not None:
+            if init is not None:
+                raise UserError("--init starts a new run; a resumed run keeps its own start")
             trainer = Trainer.resume(domain, Path(resume), data, config or {}, log, place)
         else:
-            trainer = Trainer.fresh(domain, data, config or {}, out, log, place)
+            trainer = Trainer.fresh(domain, data, config or {}, out, log, place, init)
         shown: list[Callback] = [ProgressBar(), EpochLine(log)] if progress else []
         trainer.callbacks = [*shown, StepMonitor(log), *callbacks]
         result = trainer.fit()
@@ -158,6 +182,85 @@ def use_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+@dataclass
+class FineTuneStart:
+    """Where a fine-tune (``train --init RUN``) starts: RUN, the new run's config, RUN's weights
+    (checked against the network that config builds) and what run.json records of RUN."""
+
+    source: LoadedRun
+    config: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    record: dict[str, Any]
+
+    @classmethod
+    def of(cls, domain: Domain, init: str | Path, overrides: Mapping[str, Any]) -> FineTuneStart:
+        """``init``: a run directory, or a domain name for its bundled model. A network the
+        weights do not fit is refused here, before any work."""
+        source = open_run(resolve_run_path(init), domain)
+        config = fine_tune_config(source, overrides)
+        network = build_vae(domain, config, source.codec, source.condition, source.predict)
+        try:
+            load_weights(network, source.run.weights_path)
+        except RunError as error:
+            raise UserError(
+                f"cannot fine-tune {source.run.path}: {error} (the network's options must stay "
+                "as that run's)"
+            ) from None
+        summary = source.meta.get("summary", {})
+        record = {
+            "given": str(init),
+            "run": str(source.run.path.resolve()),
+            "created": source.meta.get("created"),
+            "data": source.meta["data"]["source"],
+            "epochs": summary.get("epochs"),
+            "weights_epoch": summary.get("best_epoch"),
+        }
+        return cls(source, config, network.state_dict(), record)
+
+
+def fine_tune_config(source: LoadedRun, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The config of a fine-tune of ``source``: its own, but for the plan of its training
+    (:data:`FINE_TUNE_FRESH_KEYS`), with ``overrides`` on top. The KL warm-up is off unless set:
+    the latent was warmed up in ``source``, and a second warm-up would let it fill afresh."""
+    schema = schema_for(source.domain.options)
+    fixed = [
+        key
+        for key in FINE_TUNE_FIXED_KEYS
+        if key in overrides
+        and (key == "preset" or schema[key].coerce(overrides[key]) != source.config[key])
+    ]
+    if fixed:
+        raise UserError(
+            f"cannot set {', '.join(fixed)} when fine-tuning {source.run.path}: a fine-tune keeps "
+            "its network and its property scalers"
+        )
+    carried = {
+        key: value for key, value in source.config.items() if key not in FINE_TUNE_FRESH_KEYS
+    }
+    carried["beta_warmup_steps"] = 0
+    return source.domain.resolve_config(carried, overrides)
+
+
+def encodable_items(
+    domain: Domain, codec: Any, items: list[Any], report: ReadReport
+) -> tuple[list[Any], Batch]:
+    """The items ``codec`` can encode, and their encoding; the others are skipped in ``report``,
+    named and with the reason (a fine-tune's data may hold tokens the run's vocabulary lacks)."""
+    try:
+        return items, codec.encode(items)
+    except UnencodableItem as error:
+        for position, reason in error.reasons.items():
+            report.skip(f"item {position + 1} ({domain.format_item(items[position])})", reason)
+        kept = [item for position, item in enumerate(items) if position not in error.reasons]
+    report.kept = len(kept)
+    if len(kept) < 2:
+        raise UserError(
+            f"{report.source}: need at least 2 items the run's vocabulary can write, found "
+            f"{len(kept)}"
+        )
+    return kept, codec.encode(kept)
+
+
 class Trainer:
     def __init__(
         self,
@@ -171,6 +274,7 @@ class Trainer:
         predict: PropertyScaler | None,
         log: Callable[[str], None],
         place: Context = SINGLE,
+        encoded: Batch | None = None,
     ) -> None:
         self.domain, self.run, self.config, self.meta, self.log = domain, run, config, meta, log
         self.engine = engine = EngineConfig.from_mapping(config)
@@ -181,7 +285,9 @@ class Trainer:
         self.place = place
         self.rank, self.world_size = place.rank, place.world_size
         self.device = training_device(resolve_device(engine.device), place)
-        self.data = TrainingData(domain, items, codec, engine, condition, predict, self.device)
+        self.data = TrainingData(
+            domain, items, codec, engine, condition, predict, self.device, encoded
+        )
         self.data.shard(self.rank, self.world_size)
         if meta["data"].setdefault("fingerprint", self.data.fingerprint) != self.data.fingerprint:
             raise RunError(
@@ -238,10 +344,14 @@ class Trainer:
         out: str | Path | None,
         log: Callable[[str], None],
         place: Context = SINGLE,
+        init: str | Path | None = None,
     ) -> Trainer:
+        """A new run on ``data``; with ``init`` (a run directory, or a domain name for its bundled
+        model) a fine-tune of that run: its weights, vocabulary and recipe, on the new data."""
         if data is None:
             raise UserError("no training data: pass --data PATH")
-        config = domain.resolve_config(overrides)
+        start = FineTuneStart.of(domain, init, overrides) if init is not None else None
+        config = domain.resolve_config(overrides) if start is None else start.config
         engine = EngineConfig.from_mapping(config)
         training_device(resolve_device(engine.device), place)  # refused before any work
         use_threads(engine.threads)
@@ -256,15 +366,15 @@ class Trainer:
         items, report = read_items(domain, data, config)
         seed_everything(engine.seed)
         items, condition, predict = fit_properties(domain, items, engine, report, log)
+        if start is not None:
+            condition, predict = start.source.condition, start.source.predict
         with removed_on_failure(run, place):
             if place.is_main:
                 run.path.mkdir(parents=True, exist_ok=True)
-                if report.skipped:
-                    atomic_write_text(run.read_report_path, "\n".join(report.log_lines()) + "\n")
-                    log(f"{report.summary()} (details in {run.read_report_path})")
+                if start is None:
+                    codec = domain.fit_codec(items, config)
                 else:
-                    log(report.summary())
-                codec = domain.fit_codec(items, config)
+                    codec = domain.adapt_codec(start.source.codec, items, config)
                 run.codec_dir.mkdir(exist_ok=True)
                 codec.save(run.codec_dir)
             with tempfile.TemporaryDirectory(prefix="polyvae-codec-") as scratch:
@@ -272,6 +382,16 @@ class Trainer:
                 shared = share_folder(place, run.codec_dir, Path(scratch))
                 if not place.is_main:
                     codec = domain.load_codec(shared, config)
+            encoded: Batch | None = None
+            if start is not None:
+                # A fine-tune keeps the run's vocabulary: items it cannot write are skipped.
+                items, encoded = encodable_items(domain, codec, items, report)
+            if place.is_main:
+                if report.skipped:
+                    atomic_write_text(run.read_report_path, "\n".join(report.log_lines()) + "\n")
+                    log(f"{report.summary()} (details in {run.read_report_path})")
+                else:
+                    log(report.summary())
             meta: dict[str, Any] = {
                 "format": RUN_FORMAT,
                 "format_version": RUN_FORMAT_VERSION,
@@ -289,7 +409,24 @@ class Trainer:
                 "status": "training",
                 "summary": {},
             }
-            trainer = cls(domain, run, config, meta, items, codec, condition, predict, log, place)
+            if start is not None:
+                meta["init"] = start.record
+            trainer = cls(
+                domain,
+                run,
+                config,
+                meta,
+                items,
+                codec,
+                condition,
+                predict,
+                log,
+                place,
+                encoded,
+            )
+            if start is not None:
+                trainer.vae.load_state_dict(start.weights)
+                log(f"starting from the weights of {start.source.run.path}")
             meta["data"].update(
                 train=len(trainer.data.train_index), val=len(trainer.data.val_index)
             )

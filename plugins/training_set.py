@@ -42,6 +42,10 @@ class TrainingSet:
     def save(self, directory: Path) -> None:
         save_tensors(directory / TRAINING_SET_FILE, {"hashes": torch.from_numpy(self.hashes)})
 
+    def joined(self, texts: Sequence[str]) -> TrainingSet:
+        """This set with ``texts`` added: what a fine-tuned model has seen."""
+        return TrainingSet(np.union1d(self.hashes, text_hashes(texts)))
+
     def novel(self, texts: Sequence[str]) -> np.ndarray:
         """For each text (in the same normal form), whether it was absent from the fitted ones."""
         hashes = text_hashes(texts)

@@ -137,6 +137,18 @@ def test_score_ranks_outliers_above_inliers(trained_run):
             "config key 'lr': 0.0 must be above 0",  # it would train on a flat loss
         ),
         (["reconstruct", "{run}", "1,2"], "items have 2 values, this model expects 6"),
+        (
+            ["train", "gaussmix", "--data", "{csv}", "--init", "{run}", "--set", "latent_dim=5"],
+            "cannot fine-tune",
+        ),
+        (
+            ["train", "gaussmix", "--data", "{csv}", "--init", "{run}", "--resume", "{run}"],
+            "--init starts a new run; a resumed run keeps its own start",
+        ),
+        (
+            ["train", "gaussmix", "--data", "{csv}", "--init", "no/such/run"],
+            "'no/such/run' is neither a run directory nor an installed domain",
+        ),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(

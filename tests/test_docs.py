@@ -66,6 +66,7 @@ def test_the_tutorial_covers_the_whole_domain_contract():
         "read(source, config)",
         "fit_codec",
         "load_codec",
+        "adapt_codec(codec, items, config)",
         "build(config, codec, latent_dim)",
         "log_prob(batch, z)",
         "generate(z, temperature",

@@ -25,6 +25,12 @@ EXIT_INTERRUPTED = 130
 @click.option("--epochs", type=int, help="Number of epochs (also extends a resumed run).")
 @device_option(default=None)
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue this run directory.")
+@click.option(
+    "--init",
+    metavar="RUN",
+    help="Fine-tune: start from this run's weights, vocabulary and recipe (a run directory, or a "
+    "domain name for its bundled model); --set changes the recipe, not the network.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @nproc_option(
     help="Train data-parallel in N processes on this machine (one per GPU), through torchrun."
@@ -45,6 +51,7 @@ def train_command(
     epochs: int | None,
     device: str | None,
     resume: Path | None,
+    init: str | None,
     quiet: bool,
     nproc: int,
     tensorboard: bool,
@@ -73,7 +80,7 @@ def train_command(
     if "device" in config:
         resolve_device(config["device"])
     if nproc > 1:
-        if resume is None:
+        if resume is None and init is None:
             from polyvae.registry import get_domain
 
             get_domain(domain).resolve_config(config)
@@ -84,6 +91,7 @@ def train_command(
         config=config,
         out=out,
         resume=resume,
+        init=init,
         progress=not quiet,
         callbacks=callbacks,
         log=(lambda message: None) if quiet else click.echo,

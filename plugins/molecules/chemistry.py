@@ -34,12 +34,20 @@ def parse(smiles: str) -> Chem.Mol | None:
     return mol if mol is not None and mol.GetNumAtoms() else None
 
 
-def canonical_smiles(smiles: str) -> str | None:
+def canonical_smiles(smiles: str, isomeric: bool = True) -> str | None:
     """RDKit's canonical isomeric SMILES, or None when ``smiles`` is not a valid molecule.
     Explicit hydrogens are dropped (``[H]N=C`` becomes ``N=C``) where RDKit can drop them
-    without changing the molecule; isotopes such as ``[2H]`` stay."""
+    without changing the molecule; isotopes such as ``[2H]`` stay. ``isomeric=False`` drops
+    stereochemistry and isotopes too."""
     mol = parse(smiles)
-    return Chem.MolToSmiles(mol) if mol is not None else None
+    if mol is None:
+        return None
+    if not isomeric:
+        Chem.RemoveStereochemistry(mol)
+        for atom in mol.GetAtoms():
+            atom.SetIsotope(0)
+        mol = Chem.RemoveHs(mol)  # a deuterium is now a plain hydrogen
+    return Chem.MolToSmiles(mol)
 
 
 def kekule_smiles(smiles: str) -> str:

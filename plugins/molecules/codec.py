@@ -123,6 +123,19 @@ class MoleculeCodec:
         tokenizer.enable_padding(pad_id=PAD, pad_token=SPECIAL_TOKENS[PAD])
         return cls(tokenizer, representation, augment, TrainingSet.of(smiles))
 
+    def adapted(self, smiles: Sequence[str], representation: str, augment: bool) -> MoleculeCodec:
+        """This codec's vocabulary, for fine-tuning on ``smiles`` (canonical): in
+        ``representation``, which must tokenise as this one's does (SMILES and Kekulé SMILES
+        share their tokens; SELFIES has its own), and remembering ``smiles`` too as fitted."""
+        if PATTERNS[representation] != PATTERNS[self.representation]:
+            raise UserError(
+                f"cannot fine-tune a {self.representation} model on {representation}: their "
+                "tokens differ"
+            )
+        return MoleculeCodec(
+            self.tokenizer, representation, augment, self.training_set.joined(smiles)
+        )
+
     @classmethod
     def load(cls, directory: Path) -> MoleculeCodec:
         meta = read_json(directory / CODEC_FILE)

@@ -145,6 +145,13 @@ class MoleculesDomain(Domain):
             "smiles",
             "CSV column of the SMILES; the default also finds one named like Canonical_SMILES",
         ),
+        Option(
+            "stereo",
+            True,
+            "keep stereochemistry and isotopes as read; false drops them (as MOSES has none), so "
+            "that a model without their tokens, such as the bundled one, can learn from such "
+            "molecules",
+        ),
         *network_options(
             max_length=100,
             max_length_help="most tokens per molecule; longer ones are skipped",
@@ -156,7 +163,7 @@ class MoleculesDomain(Domain):
         Option("augment", False, "train on a fresh randomised SMILES of each molecule each epoch"),
     )
     presets = {"small": SMALL_PRESET, "medium": MEDIUM_PRESET, "moses": MOSES_PRESET}
-    read_options = ("representation", "column", "max_length")
+    read_options = ("representation", "column", "stereo", "max_length")
     write_options = (
         Option(
             "jobs",
@@ -189,7 +196,7 @@ class MoleculesDomain(Domain):
             representation=config["representation"],
             max_length=config["max_length"],
         )
-        return read_smiles(source, config["column"], check)
+        return read_smiles(source, config["column"], check, config["stereo"])
 
     def parse_item(self, text: str) -> str:
         from polyvae.plugins.molecules import chemistry
@@ -238,6 +245,14 @@ class MoleculesDomain(Domain):
         from polyvae.plugins.molecules.codec import MoleculeCodec
 
         return MoleculeCodec.fit(items, config["representation"], config["augment"], config["seed"])
+
+    def adapt_codec(
+        self,
+        codec: MoleculeCodec,  # type: ignore[override]  # the domain's own codec
+        items: Sequence[str],
+        config: Mapping[str, Any],
+    ) -> MoleculeCodec:
+        return codec.adapted(items, config["representation"], config["augment"])
 
     def load_codec(self, directory: Path, config: Mapping[str, Any]) -> MoleculeCodec:
         from polyvae.plugins.molecules.codec import MoleculeCodec

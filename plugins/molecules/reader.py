@@ -1,7 +1,8 @@
 """Read molecules from .smi, .txt or .csv files (each optionally .gz), a folder of them, or a glob.
 
-Every molecule is canonicalised with RDKit. Records that are not valid molecules, or that the
-caller's ``check`` rejects, are skipped and reported with their file, line number and reason.
+Every molecule is canonicalised with RDKit (without its stereochemistry and isotopes, if asked).
+Records that are not valid molecules, or that the caller's ``check`` rejects, are skipped and
+reported with their file, line number and reason.
 """
 
 from __future__ import annotations
@@ -17,37 +18,53 @@ from polyvae.domain import ReadReport
 from polyvae.errors import UserError
 from polyvae.plugins.molecules.chemistry import canonical_smiles, diagnose
 from polyvae.plugins.shared import TextFiles, parallel_map, require_usable, undecodable
+from polyvae.wording import plural
 
 FILES = TextFiles((".smi", ".txt", ".csv"), "molecules")
 
 
 def read_smiles(
-    source: str | Path, column: str = "smiles", check: Callable[[str], str | None] | None = None
+    source: str | Path,
+    column: str = "smiles",
+    check: Callable[[str], str | None] | None = None,
+    stereo: bool = True,
 ) -> tuple[list[str], ReadReport]:
     """Canonical SMILES of every valid record in ``source``. In CSV files the SMILES are taken
     from ``column``; ``check(smiles)`` (picklable: it may run in other processes) may return a
-    reason to skip a valid molecule."""
+    reason to skip a valid molecule. ``stereo=False`` drops stereochemistry and isotopes (the
+    report notes how many molecules had any)."""
     report = ReadReport(str(source))
     records = [record for path in FILES.files(source) for record in _records(path, column, report)]
-    examine = functools.partial(_examine, check=check)
+    examine = functools.partial(_examine, check=check, stereo=stereo)
     examined = parallel_map(examine, [text for _, text in records], preload=__name__)
     items: list[str] = []
-    for (location, _), (smiles, problem) in zip(records, examined, strict=True):
+    flattened = 0
+    for (location, _), (smiles, problem, flat) in zip(records, examined, strict=True):
         if problem:
             report.skip(location, problem)
         else:
             items.append(smiles)
+            flattened += flat
+    if flattened:
+        report.notes.append(
+            f"stereochemistry or isotopes dropped from {plural(flattened, 'molecule')}"
+        )
     report.kept = len(items)
     require_usable(items, report, "molecules")
     return items, report
 
 
-def _examine(text: str, check: Callable[[str], str | None] | None) -> tuple[str, str | None]:
-    """(canonical SMILES, None), or (text, why it is skipped)."""
+def _examine(
+    text: str, check: Callable[[str], str | None] | None, stereo: bool
+) -> tuple[str, str | None, bool]:
+    """(canonical SMILES, None, whether stereochemistry or isotopes were dropped from it), or
+    (text, why it is skipped, False)."""
     smiles = canonical_smiles(text)
     if smiles is None:
-        return text, diagnose(text)
-    return smiles, check(smiles) if check else None
+        return text, diagnose(text), False
+    flat = smiles if stereo else canonical_smiles(smiles, isomeric=False)
+    assert flat is not None  # a valid molecule stays valid without its stereochemistry
+    return flat, check(flat) if check else None, flat != smiles
 
 
 def _records(path: Path, column: str, report: ReadReport) -> Iterator[tuple[str, str]]:

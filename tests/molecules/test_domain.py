@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import json
 import math
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 from rdkit import Chem
 
+import polyvae
 import polyvae.plugins.molecules as molecules_plugin
 from polyvae.device import int8_products
 from polyvae.errors import UnencodableItem, UserError
@@ -166,6 +168,17 @@ def test_reader_errors_are_one_clear_line(tmp_path, domain):
         domain.read(tmp_path / "mols.sdf", config_of(domain))
 
 
+def test_reader_can_drop_stereochemistry_and_isotopes_and_counts_the_molecules(tmp_path, domain):
+    path = tmp_path / "mols.smi"
+    path.write_text("C[C@H](N)C(=O)O\n[2H]C([2H])([2H])O\nC/C=C/C\nCCO\n")
+    items, report = domain.read(path, config_of(domain))
+    assert items == ["C[C@H](N)C(=O)O", "[2H]C([2H])([2H])O", "C/C=C/C", "CCO"]
+    assert report.notes == []
+    items, report = domain.read(path, config_of(domain, stereo=False))
+    assert items == ["CC(N)C(=O)O", "CO", "CC=CC", "CCO"]
+    assert report.notes == ["stereochemistry or isotopes dropped from 3 molecules"]
+
+
 def test_reader_skips_molecules_too_long_or_without_selfies(tmp_path, domain):
     path = tmp_path / "mols.smi"
     path.write_text("CCO\nCCCCCCCC\nFI(F)F\n")  # iodine trifluoride: valid, not in SELFIES
@@ -239,6 +252,45 @@ def test_rdkit_conversions_in_worker_processes_match_one_process(tmp_path, domai
     items, report = domain.read(path, config)
     assert (items, report.skipped) == (serial_items, serial_report.skipped)
     assert torch.equal(MoleculeCodec.fit(items, "kekule").encode(items)["tokens"], serial["tokens"])
+
+
+def test_fine_tuning_as_kekule_keeps_the_vocabulary_and_skips_what_it_cannot_write(
+    tmp_path, domain
+):
+    config = TINY_NETWORKS | {"epochs": 1, "batch_size": 16, "representation": "smiles"}
+    source = tmp_path / "source"
+    flat = [smiles for smiles in MOLECULES if "@" not in smiles]
+    polyvae.train(domain, data=flat * 4, config=config, out=source, progress=False)
+    # No [Si] and no stereo tokens in the source's vocabulary: the stereocentre can go.
+    focused = tmp_path / "focused.smi"
+    focused.write_text("\n".join([*flat[:5], "C[Si](C)(C)c1ccccc1", "C[C@H](N)C(=O)O"]))
+    tuned = tmp_path / "tuned"
+    overrides = {"representation": "kekule", "stereo": False, "epochs": 1}
+    polyvae.train(domain, data=focused, config=overrides, out=tuned, init=source, progress=False)
+    read = json.loads((tuned / "run.json").read_text())["data"]["read"]
+    assert (read["kept"], read["skipped"]) == (6, 1)
+    assert read["notes"] == ["stereochemistry or isotopes dropped from 1 molecule"]
+    assert (
+        (tuned / "read_report.tsv")
+        .read_text()
+        .startswith(
+            "item 6 (C[Si](C)(C)c1ccccc1)\thas the token '[Si]', which is not in the vocabulary"
+        )
+    )
+    codec = MoleculeCodec.load(tuned / "codec")
+    assert codec.representation == "kekule"
+    assert codec.tokenizer.get_vocab() == MoleculeCodec.load(source / "codec").tokenizer.get_vocab()
+    # Novelty counts the molecules of both trainings as seen.
+    assert not codec.novel([flat[-1], "CC(N)C(=O)O"]).any()
+    with pytest.raises(UserError, match="cannot fine-tune a smiles model on selfies"):
+        polyvae.train(
+            domain,
+            data=focused,
+            config={"representation": "selfies", "stereo": False},
+            out=tmp_path / "selfies",
+            init=source,
+            progress=False,
+        )
 
 
 def test_a_token_outside_the_vocabulary_is_a_user_error_naming_it():
