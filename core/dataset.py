@@ -19,7 +19,7 @@ from torch.utils.data.distributed import DistributedSampler
 from polyvae.cache import load_read, read_key, store_read
 from polyvae.config import EngineConfig
 from polyvae.domain import Batch, Domain, ReadReport, require_property
-from polyvae.errors import UserError
+from polyvae.errors import UnencodableItem, UserError
 from polyvae.files import fingerprint_batch
 from polyvae.run import LoadedRun, PropertyScaler
 
@@ -77,11 +77,33 @@ def read_run_data(loaded: LoadedRun) -> tuple[list[Any], list[Any]]:
     if not Path(source).is_absolute() and bundled.exists():
         # Bundled runs name their data relative to the installed polyvae.data package.
         source = bundled
-    items, _ = read_items(loaded.domain, source, loaded.config)
+    items, report = read_items(loaded.domain, source, loaded.config)
     engine = loaded.engine
     items, _, _ = fit_properties(loaded.domain, items, engine, None, lambda message: None)
+    if "init" in loaded.meta:  # a fine-tune trained on the items its vocabulary could write
+        items, _ = encodable_items(loaded.domain, loaded.codec, items, report)
     train_index, val_index = split_indices(len(items), engine.val_fraction, engine.seed)
     return [items[i] for i in train_index.tolist()], [items[i] for i in val_index.tolist()]
+
+
+def encodable_items(
+    domain: Domain, codec: Any, items: list[Any], report: ReadReport
+) -> tuple[list[Any], Batch]:
+    """The items ``codec`` can encode, and their encoding; the others are skipped in ``report``,
+    named and with the reason (a fine-tune's data may hold tokens the run's vocabulary lacks)."""
+    try:
+        return items, codec.encode(items)
+    except UnencodableItem as error:
+        for position, reason in error.reasons.items():
+            report.skip(f"item {position + 1} ({domain.format_item(items[position])})", reason)
+        kept = [item for position, item in enumerate(items) if position not in error.reasons]
+    report.kept = len(kept)
+    if len(kept) < 2:
+        raise UserError(
+            f"{report.source}: need at least 2 items the run's vocabulary can write, found "
+            f"{len(kept)}"
+        )
+    return kept, codec.encode(kept)
 
 
 def check_property_names(domain: Domain, engine: EngineConfig) -> None:

@@ -39,6 +39,7 @@ from polyvae.dataset import (
     IN_MEMORY,
     TrainingData,
     check_property_names,
+    encodable_items,
     fit_properties,
     rank_seed,
     read_items,
@@ -47,8 +48,8 @@ from polyvae.dataset import (
 )
 from polyvae.device import fast_autocast, resolve_device
 from polyvae.distributed import SINGLE, Context, session, share_folder, training_device
-from polyvae.domain import Batch, Domain, ReadReport
-from polyvae.errors import RunError, UnencodableItem, UserError
+from polyvae.domain import Batch, Domain
+from polyvae.errors import RunError, UserError
 from polyvae.files import atomic_write_text, fingerprint_batch, save_tensors
 from polyvae.model import Model
 from polyvae.priors import describe_fit, fit_model_prior
@@ -239,26 +240,6 @@ def fine_tune_config(source: LoadedRun, overrides: Mapping[str, Any]) -> dict[st
     }
     carried["beta_warmup_steps"] = 0
     return source.domain.resolve_config(carried, overrides)
-
-
-def encodable_items(
-    domain: Domain, codec: Any, items: list[Any], report: ReadReport
-) -> tuple[list[Any], Batch]:
-    """The items ``codec`` can encode, and their encoding; the others are skipped in ``report``,
-    named and with the reason (a fine-tune's data may hold tokens the run's vocabulary lacks)."""
-    try:
-        return items, codec.encode(items)
-    except UnencodableItem as error:
-        for position, reason in error.reasons.items():
-            report.skip(f"item {position + 1} ({domain.format_item(items[position])})", reason)
-        kept = [item for position, item in enumerate(items) if position not in error.reasons]
-    report.kept = len(kept)
-    if len(kept) < 2:
-        raise UserError(
-            f"{report.source}: need at least 2 items the run's vocabulary can write, found "
-            f"{len(kept)}"
-        )
-    return kept, codec.encode(kept)
 
 
 class Trainer:

@@ -282,6 +282,11 @@ def test_fine_tuning_as_kekule_keeps_the_vocabulary_and_skips_what_it_cannot_wri
     assert codec.tokenizer.get_vocab() == MoleculeCodec.load(source / "codec").tokenizer.get_vocab()
     # Novelty counts the molecules of both trainings as seen.
     assert not codec.novel([flat[-1], "CC(N)C(=O)O"]).any()
+    # Commands that read the run's data again (evaluate, fit-prior) see the items it trained on.
+    model = polyvae.load(tuned)
+    training, validation = model.data_splits()
+    assert "C[Si](C)(C)c1ccccc1" not in training + validation
+    assert len(training) == json.loads((tuned / "run.json").read_text())["data"]["train"]
     with pytest.raises(UserError, match="cannot fine-tune a smiles model on selfies"):
         polyvae.train(
             domain,
