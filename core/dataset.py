@@ -86,24 +86,42 @@ def read_run_data(loaded: LoadedRun) -> tuple[list[Any], list[Any]]:
     return [items[i] for i in train_index.tolist()], [items[i] for i in val_index.tolist()]
 
 
+def encode_encodable(
+    codec: Any, items: Sequence[Any], skipped: dict[int, str] | None = None
+) -> tuple[list[int], Batch]:
+    """The positions of the ``items`` ``codec`` can encode, and their batch. Without ``skipped``
+    an item it cannot encode raises :class:`UnencodableItem`; with it, each such item's position
+    in ``items`` and the reason go into it and the rest are encoded."""
+    items = list(items)
+    try:
+        return list(range(len(items))), codec.encode(items)
+    except UnencodableItem as error:
+        if skipped is None:
+            raise
+        reasons = error.reasons
+    skipped.update(reasons)
+    kept = [position for position in range(len(items)) if position not in reasons]
+    return kept, codec.encode([items[position] for position in kept]) if kept else {}
+
+
 def encodable_items(
     domain: Domain, codec: Any, items: list[Any], report: ReadReport
 ) -> tuple[list[Any], Batch]:
     """The items ``codec`` can encode, and their encoding; the others are skipped in ``report``,
     named and with the reason (a fine-tune's data may hold tokens the run's vocabulary lacks)."""
-    try:
-        return items, codec.encode(items)
-    except UnencodableItem as error:
-        for position, reason in error.reasons.items():
-            report.skip(f"item {position + 1} ({domain.format_item(items[position])})", reason)
-        kept = [item for position, item in enumerate(items) if position not in error.reasons]
+    reasons: dict[int, str] = {}
+    kept, encoded = encode_encodable(codec, items, reasons)
+    if not reasons:
+        return items, encoded
+    for position, reason in reasons.items():
+        report.skip(f"item {position + 1} ({domain.format_item(items[position])})", reason)
     report.kept = len(kept)
     if len(kept) < 2:
         raise UserError(
             f"{report.source}: need at least 2 items the run's vocabulary can write, found "
             f"{len(kept)}"
         )
-    return kept, codec.encode(kept)
+    return [items[position] for position in kept], encoded
 
 
 def check_property_names(domain: Domain, engine: EngineConfig) -> None:

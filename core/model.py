@@ -15,11 +15,11 @@ import torch
 
 from polyvae import evaluation
 from polyvae.config import schema_for
-from polyvae.dataset import read_run_data
+from polyvae.dataset import encode_encodable, read_run_data
 from polyvae.device import autocast, fast_decoding, resolve_device
 from polyvae.distributed import SINGLE, Context, derived_seeds
 from polyvae.domain import Batch, Domain
-from polyvae.errors import UnencodableItem, UserError
+from polyvae.errors import UserError
 from polyvae.priors import (
     PRIOR_CHOICES,
     FittedPrior,
@@ -313,16 +313,7 @@ class Model:
         """The positions of the ``items`` the codec can encode, and their batch. Without
         ``skipped`` an item it cannot encode raises :class:`UnencodableItem`; with it, each such
         item's position in ``items`` and the reason go into it and the rest are encoded."""
-        items = list(items)
-        try:
-            return list(range(len(items))), self.codec.encode(items)
-        except UnencodableItem as error:
-            if skipped is None:
-                raise
-            reasons = error.reasons
-        skipped.update(reasons)
-        kept = [position for position in range(len(items)) if position not in reasons]
-        return kept, self.codec.encode([items[position] for position in kept]) if kept else {}
+        return encode_encodable(self.codec, items, skipped)
 
     def posterior(
         self, items: Sequence[Any], skipped: dict[int, str] | None = None
