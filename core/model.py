@@ -29,7 +29,7 @@ from polyvae.priors import (
     save_prior,
 )
 from polyvae.run import LoadedRun, build_vae, load_weights, open_run, resolve_run_path
-from polyvae.vae import ACTIVE_UNIT_THRESHOLD
+from polyvae.vae import ACTIVE_UNIT_THRESHOLD, standard_normal_log_density
 
 if TYPE_CHECKING:
     from polyvae.evaluation import Progress
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 MAX_SAMPLING_ROUNDS = 10
 # Items ``sample_chunks`` decodes per chunk: memory stays flat however many are asked for.
 SAMPLE_CHUNK = 4096
+# Adam's step size on a code being refined (``refine``): codes spread about 1 a dimension under
+# N(0, I), and on the bundled molecules model 5 steps at this size took exact reconstruction of
+# MOSES test molecules from 0.68 to 0.89, 25 steps to 0.91 (benchmarks/latent_refinement.py).
+REFINE_STEP_SIZE = 0.05
 
 
 def load(
@@ -316,24 +320,53 @@ class Model:
         return encode_encodable(self.codec, items, skipped)
 
     def posterior(
-        self, items: Sequence[Any], skipped: dict[int, str] | None = None
+        self, items: Sequence[Any], skipped: dict[int, str] | None = None, refine: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z | x) for each item, each ``(n, latent_dim)`` on the CPU.
         An item the codec cannot encode raises :class:`UnencodableItem`, unless ``skipped`` is
-        given: then its rows are NaN and its position and reason go into ``skipped``."""
+        given: then its rows are NaN and its position and reason go into ``skipped``.
+
+        ``refine`` > 0 replaces each mean by the code found by that many gradient steps from it
+        towards the most probable code of the item, the one that maximises
+        log p(x | z) + log N(z; 0, I) (semi-amortised inference, Kim et al. 2018). The encoder
+        guesses a code in one pass, and the guess leaves part of the item out (the amortisation
+        gap, Cremer et al. 2018); the decoder itself says how to close it. The log-variances
+        stay the encoder's."""
+        if refine < 0:
+            raise UserError(f"refining takes a number of steps >= 0, got {refine}")
         kept, batch = self.encodable(items, skipped)
         condition = self.item_conditions([items[position] for position in kept])
         mus = torch.full((len(items), self.latent_dim), math.nan)
         logvars = mus.clone()
-        with torch.no_grad():
-            for index in torch.arange(len(kept)).split(self.batch_size):
-                part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
-                cond = condition[index].to(self.device) if self.condition_names else None
-                with autocast(self.device, self.precision):
-                    mu, logvar = self.vae.posterior_params(part, cond)
-                rows = torch.tensor(kept)[index]
-                mus[rows], logvars[rows] = mu.float().cpu(), logvar.float().cpu()
+        for index in torch.arange(len(kept)).split(self.batch_size):
+            part = {name: tensor[index].to(self.device) for name, tensor in batch.items()}
+            cond = condition[index].to(self.device) if self.condition_names else None
+            with torch.no_grad(), autocast(self.device, self.precision):
+                mu, logvar = self.vae.posterior_params(part, cond)
+            mu = self._refined(part, cond, mu.float(), refine) if refine > 0 else mu
+            rows = torch.tensor(kept)[index]
+            mus[rows], logvars[rows] = mu.float().cpu(), logvar.float().cpu()
         return mus, logvars
+
+    def _refined(
+        self, batch: Batch, condition: torch.Tensor | None, start: torch.Tensor, steps: int
+    ) -> torch.Tensor:
+        """``steps`` Adam steps on the codes ``start`` of ``batch`` up log p(x | z) + log p(z).
+        In float32: the steps are small and half-precision gradients of a long sequence would
+        round them away. Adam scales each coordinate on its own, so each item's code moves as
+        if it were refined alone."""
+        z = start.detach().clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=REFINE_STEP_SIZE)
+        # cuDNN computes a recurrent network's gradients only in training mode; the model stays
+        # in evaluation mode (no dropout), so those layers run without cuDNN here.
+        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
+            for _ in range(steps):
+                decoder_input = self.vae.decoder_input(z, condition)
+                log_px = self.vae.decoder.log_prob(batch, decoder_input).float()
+                loss = -(log_px + standard_normal_log_density(z)).sum()
+                (z.grad,) = torch.autograd.grad(loss, [z])
+                optimiser.step()
+        return z.detach()
 
     @torch.no_grad()
     def encode(
@@ -342,11 +375,14 @@ class Model:
         sample: bool = False,
         seed: int | None = None,
         skipped: dict[int, str] | None = None,
+        refine: int = 0,
     ) -> np.ndarray:
-        """Posterior means (or one posterior sample each) of ``items``: ``(n, latent_dim)``. The
-        rows of items the codec cannot encode are NaN; pass a dict as ``skipped`` to learn why
-        (position -> reason)."""
-        mus, logvars = self.posterior(items, {} if skipped is None else skipped)
+        """Posterior means (or one posterior sample each) of ``items``: ``(n, latent_dim)``,
+        the means refined by ``refine`` steps (:meth:`posterior`). The rows of items the codec
+        cannot encode are NaN; pass a dict as ``skipped`` to learn why (position -> reason)."""
+        if sample and refine:
+            raise UserError("a refined code is the most probable one, not a posterior sample")
+        mus, logvars = self.posterior(items, {} if skipped is None else skipped, refine)
         if not sample:
             return mus.numpy()
         noise = torch.randn(mus.shape, generator=self.generator(seed))
@@ -359,12 +395,14 @@ class Model:
         seed: int | None = None,
         skipped: dict[int, str] | None = None,
         progress: Progress | None = None,
+        refine: int = 0,
     ) -> list[Any]:
-        """Decode each item's posterior mean, under the item's own condition if any. Items the
-        codec cannot encode come back as None; pass a dict as ``skipped`` to learn why (position
-        -> reason). ``progress`` (:class:`polyvae.evaluation.Progress`) is told of each batch."""
+        """Decode each item's posterior mean, refined by ``refine`` steps (:meth:`posterior`),
+        under the item's own condition if any. Items the codec cannot encode come back as None;
+        pass a dict as ``skipped`` to learn why (position -> reason). ``progress``
+        (:class:`polyvae.evaluation.Progress`) is told of each batch."""
         reasons: dict[int, str] = {} if skipped is None else skipped
-        mus, _ = self.posterior(items, reasons)
+        mus, _ = self.posterior(items, reasons, refine)
         kept = [position for position in range(len(items)) if position not in reasons]
 
         def batches(count: int) -> None:
@@ -381,15 +419,22 @@ class Model:
         return items_out
 
     def interpolate(
-        self, a: Any, b: Any, steps: int = 8, method: str = "slerp", temperature: float = 0.0
+        self,
+        a: Any,
+        b: Any,
+        steps: int = 8,
+        method: str = "slerp",
+        temperature: float = 0.0,
+        refine: int = 0,
     ) -> list[Any]:
-        """Items decoded along the path between the posterior means of ``a`` and ``b``
-        (both ends included). ``slerp`` keeps the path at a typical norm under the prior."""
+        """Items decoded along the path between the posterior means of ``a`` and ``b``, refined
+        by ``refine`` steps (:meth:`posterior`), both ends included. ``slerp`` keeps the path at
+        a typical norm under the prior."""
         if steps < 2:
             raise UserError("interpolation needs at least 2 steps")
         if method not in ("slerp", "linear"):
             raise UserError(f"interpolation method {method!r} is not one of: slerp, linear")
-        start, end = self.posterior([a, b])[0]
+        start, end = self.posterior([a, b], refine=refine)[0]
         weights = torch.linspace(0, 1, steps)
         between = _slerp if method == "slerp" else torch.lerp
         path = torch.stack([between(start, end, weight) for weight in weights])
@@ -409,7 +454,10 @@ class Model:
         """``n`` items decoded from points around ``item``'s posterior mean: z + radius * s * e
         with e ~ N(0, I) and s each dimension's spread under the ``prior`` (1 for the standard
         normal), so the radius is in units of how far the codes themselves spread. Small radii
-        give close analogues, larger ones more varied items."""
+        give close analogues, larger ones more varied items. The mean is not refined: around a
+        refined code the analogues of MOSES test molecules were less alike (median Tanimoto
+        0.24 against 0.37, benchmarks/latent_refinement.py); the encoder's mean sits where the
+        decoder was trained to decode noisy codes."""
         if n < 1 or radius < 0:
             raise UserError("neighbours needs n >= 1 and radius >= 0")
         centre = self.posterior([item])[0]

@@ -13,9 +13,11 @@ import numpy as np
 
 from polyvae.cli.items import emit, inputs, read
 from polyvae.cli.options import (
+    REFINE_STEPS,
     device_option,
     output_option,
     quiet_option,
+    refine_option,
     seed_option,
     temperature_option,
 )
@@ -34,16 +36,19 @@ LISTED_SKIPS = 20
 @click.option("--data", type=click.Path(path_type=Path), help="Read the items from a file.")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Only the first N items.")
 @temperature_option(default=0.0)
+@refine_option(default=REFINE_STEPS)
 @seed_option()
 @device_option()
-def reconstruct_command(run, items, data, limit, temperature, seed, device) -> None:
+def reconstruct_command(run, items, data, limit, temperature, refine, seed, device) -> None:
     """Encode and decode items; print each input beside its reconstruction."""
     from polyvae.model import load
 
     model = load(run, device=device)
     originals = inputs(model, items, data)[:limit]
     skipped: dict[int, str] = {}
-    outputs = model.reconstruct(originals, temperature=temperature, seed=seed, skipped=skipped)
+    outputs = model.reconstruct(
+        originals, temperature=temperature, seed=seed, skipped=skipped, refine=refine
+    )
     for original, rebuilt in zip(originals, outputs, strict=True):
         if rebuilt is not None:
             click.echo(f"{model.domain.format_item(original)}\t{model.domain.format_item(rebuilt)}")
@@ -59,16 +64,19 @@ def reconstruct_command(run, items, data, limit, temperature, seed, device) -> N
     "--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True
 )
 @temperature_option(default=0.0)
+@refine_option(default=REFINE_STEPS)
 @output_option()
 @device_option()
-def interpolate_command(run, start, end, steps, method, temperature, output, device) -> None:
+def interpolate_command(
+    run, start, end, steps, method, temperature, refine, output, device
+) -> None:
     """Decode the latent path between items START and END."""
     from polyvae.model import load
 
     model = load(run, device=device)
     parse = model.domain.parse_item
     items = model.interpolate(
-        parse(start), parse(end), steps=steps, method=method, temperature=temperature
+        parse(start), parse(end), steps=steps, method=method, temperature=temperature, refine=refine
     )
     emit(model, items, output)
 
@@ -78,9 +86,10 @@ def interpolate_command(run, start, end, steps, method, temperature, output, dev
 @click.option("--data", type=click.Path(path_type=Path), required=True)
 @output_option(help="A .npy file.", required=True)
 @click.option("--sample", is_flag=True, help="One posterior sample per item instead of the mean.")
+@refine_option(default=0)
 @seed_option()
 @device_option()
-def encode_command(run, data, output, sample, seed, device) -> None:
+def encode_command(run, data, output, sample, refine, seed, device) -> None:
     """Write the latent codes of --data to a .npy file (items x latent_dim)."""
     from polyvae.files import atomic_write_bytes
     from polyvae.model import load
@@ -90,7 +99,7 @@ def encode_command(run, data, output, sample, seed, device) -> None:
     model = load(run, device=device)
     items = read(model, data)
     skipped: dict[int, str] = {}
-    codes = model.encode(items, sample=sample, seed=seed, skipped=skipped)
+    codes = model.encode(items, sample=sample, seed=seed, skipped=skipped, refine=refine)
     buffer = io.BytesIO()
     np.save(buffer, codes.astype(np.float32), allow_pickle=False)
     atomic_write_bytes(output, buffer.getvalue())

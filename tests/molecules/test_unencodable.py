@@ -39,6 +39,9 @@ def test_encode_reconstruct_and_score_skip_only_what_cannot_be_encoded(model):
     rebuilt = model.reconstruct(MIXED, seed=0)
     assert [rebuilt[i] for i in SKIPPED] == [None, None]
     assert [rebuilt[i] for i in KEPT] == model.reconstruct(VALID, seed=0)
+    refined = model.encode(MIXED, refine=5)
+    assert np.isnan(refined[SKIPPED]).all()
+    np.testing.assert_allclose(refined[KEPT], model.encode(VALID, refine=5), rtol=1e-4, atol=1e-5)
 
     scored: dict[int, str] = {}
     scores = model.score(MIXED, seed=0, skipped=scored)
