@@ -233,7 +233,9 @@ class EngineConfig(Settings):
         choices=("gmm", "flow", "none"),
     )
     prior_components: int = setting(
-        PRIOR_COMPONENTS, "components of the fitted Gaussian mixture", minimum=1
+        PRIOR_COMPONENTS,
+        "most components of the fitted Gaussian mixture (the count held-out codes favour is kept)",
+        minimum=1,
     )
     condition: tuple[str, ...] = setting(
         (), "item properties the model is conditioned on (e.g. qed,logp)"

@@ -236,3 +236,21 @@ def test_fit_prior_command_and_evaluate_report_both_priors(fitted_run, registry)
     assert record["settings"]["prior"] == "fitted"
     refused = runner.invoke(build_cli(), ["fit-prior", "gaussmix"])
     assert refused.exit_code == 2 and "run directory" in refused.output
+
+
+def test_a_mixture_keeps_the_number_of_components_the_held_out_codes_favour():
+    rng = np.random.default_rng(0)
+    # Few codes in many dimensions: 20 full covariances overfit them, one Gaussian does not.
+    few = rng.standard_normal((300, 32))
+    prior, record = fit_prior(few, "gmm", components=20, seed=0)
+    by_components = record["held_out_log_likelihood_by_components"]
+    assert list(by_components) == ["20", "10", "5", "2", "1"]
+    assert record["components"] == 1 and prior.settings() == {"components": 1}
+    assert record["held_out_log_likelihood"] == max(by_components.values())
+    assert by_components["20"] < by_components["1"] - 10
+    # Plenty of codes in three far-apart clusters: more than one component wins.
+    centres = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    clustered = centres[rng.integers(0, 3, 3000)] + rng.standard_normal((3000, 2))
+    _, record = fit_prior(clustered, "gmm", components=8, seed=0)
+    assert list(record["held_out_log_likelihood_by_components"]) == ["8", "4", "2", "1"]
+    assert record["components"] >= 2

@@ -26,7 +26,8 @@ from polyvae.errors import UserError
     type=click.IntRange(min=1),
     default=PRIOR_COMPONENTS,
     show_default=True,
-    help="Components of the Gaussian mixture.",
+    help="Most components of the Gaussian mixture: half as many and so on down to 1 are tried "
+    "too, and the count the held-out codes favour is kept.",
 )
 @click.option(
     "--items",
