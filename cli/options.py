@@ -33,8 +33,8 @@ def temperature_option(default: float) -> Any:
 
 
 # Refinement steps reconstruct and interpolate take by default: on the bundled molecules model,
-# 25 steps bring exact reconstruction of test molecules from 0.68 to 0.92 and the ends of an
-# interpolation back from 0.68 to 0.95 (benchmarks/latent_refinement.py). encode refines only
+# 25 steps bring exact reconstruction of test molecules from 0.68 to 0.91 and the ends of an
+# interpolation back from 0.60 to 0.975 (benchmarks/latent_refinement.py). encode refines only
 # when asked: codes feed other tools, and those that look around a code (analogues) do better
 # with the encoder's.
 REFINE_STEPS = 25
