@@ -32,24 +32,25 @@ def temperature_option(default: float) -> Any:
     )
 
 
-# Refinement steps reconstruct and interpolate take by default: on the bundled molecules model,
-# 25 steps bring exact reconstruction of test molecules from 0.68 to 0.91 and the ends of an
-# interpolation back from 0.60 to 0.975 (benchmarks/latent_refinement.py). encode refines only
-# when asked: codes feed other tools, and those that look around a code (analogues) do better
-# with the encoder's.
-REFINE_STEPS = 25
-
-
-def refine_option(default: int) -> Any:
+def refine_option(default: int | None) -> Any:
+    """``--refine STEPS``; ``default`` None: the domain's ``refine_steps`` (:func:`refine_steps`).
+    encode passes 0: codes feed other tools, and those that look around a code (analogues) do
+    better with the encoder's."""
     return click.option(
         "--refine",
         type=click.IntRange(min=0),
         default=default,
-        show_default=True,
+        show_default=default is not None,
         metavar="STEPS",
         help="Gradient steps from the encoder's code towards the code that makes the decoder "
-        "most likely to write the item (0: the encoder's).",
+        "most likely to write the item (0: the encoder's)"
+        + (" [default: the domain's; molecules and text 25, images 0]" if default is None else "."),
     )
+
+
+def refine_steps(model: Any, refine: int | None) -> int:
+    """``--refine``'s value, or the model's domain's default when it was not given."""
+    return model.domain.refine_steps if refine is None else refine
 
 
 def seed_option(default: int | None = None, help: str | None = None) -> Any:

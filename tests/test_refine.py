@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from conftest import gaussmix_only
-from polyvae_gaussmix import mixture
+from polyvae_gaussmix import GaussMixDomain, mixture
 
 import polyvae
 from polyvae.cli import build_cli
@@ -98,3 +98,18 @@ def test_reconstruct_interpolate_and_encode_take_refine_on_the_command_line(mode
     assert not np.allclose(np.load(tmp_path / "0.npy"), np.load(tmp_path / "5.npy"))
     refused = invoke("reconstruct", run, "--refine", -2, "--", a)
     assert refused.exit_code == 2 and "--refine" in refused.output
+
+
+def test_the_command_lines_default_is_the_domains(model, monkeypatch):
+    run = str(model.run_dir)
+    a, b = (",".join(f"{v:.4f}" for v in row) for row in mixture(2, seed=5))
+
+    def invoke(*args):
+        return CliRunner().invoke(build_cli(), [str(arg) for arg in args], catch_exceptions=False)
+
+    monkeypatch.setattr(GaussMixDomain, "refine_steps", 3)
+    for command in ("reconstruct", "interpolate"):
+        default = invoke(command, run, "--", a, b)
+        assert default.exit_code == 0, default.output
+        assert default.output == invoke(command, run, "--refine", 3, "--", a, b).output
+        assert default.output != invoke(command, run, "--refine", 0, "--", a, b).output

@@ -13,11 +13,11 @@ import numpy as np
 
 from polyvae.cli.items import emit, inputs, read
 from polyvae.cli.options import (
-    REFINE_STEPS,
     device_option,
     output_option,
     quiet_option,
     refine_option,
+    refine_steps,
     seed_option,
     temperature_option,
 )
@@ -36,7 +36,7 @@ LISTED_SKIPS = 20
 @click.option("--data", type=click.Path(path_type=Path), help="Read the items from a file.")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Only the first N items.")
 @temperature_option(default=0.0)
-@refine_option(default=REFINE_STEPS)
+@refine_option(default=None)
 @seed_option()
 @device_option()
 def reconstruct_command(run, items, data, limit, temperature, refine, seed, device) -> None:
@@ -47,7 +47,11 @@ def reconstruct_command(run, items, data, limit, temperature, refine, seed, devi
     originals = inputs(model, items, data)[:limit]
     skipped: dict[int, str] = {}
     outputs = model.reconstruct(
-        originals, temperature=temperature, seed=seed, skipped=skipped, refine=refine
+        originals,
+        temperature=temperature,
+        seed=seed,
+        skipped=skipped,
+        refine=refine_steps(model, refine),
     )
     for original, rebuilt in zip(originals, outputs, strict=True):
         if rebuilt is not None:
@@ -64,7 +68,7 @@ def reconstruct_command(run, items, data, limit, temperature, refine, seed, devi
     "--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True
 )
 @temperature_option(default=0.0)
-@refine_option(default=REFINE_STEPS)
+@refine_option(default=None)
 @output_option()
 @device_option()
 def interpolate_command(
@@ -76,7 +80,12 @@ def interpolate_command(
     model = load(run, device=device)
     parse = model.domain.parse_item
     items = model.interpolate(
-        parse(start), parse(end), steps=steps, method=method, temperature=temperature, refine=refine
+        parse(start),
+        parse(end),
+        steps=steps,
+        method=method,
+        temperature=temperature,
+        refine=refine_steps(model, refine),
     )
     emit(model, items, output)
 

@@ -11,7 +11,7 @@ import click
 import numpy as np
 import torch
 
-from polyvae.cli.options import device_option, output_option
+from polyvae.cli.options import device_option, output_option, refine_option, refine_steps
 from polyvae.errors import UserError
 from polyvae.plugins.images import images_group
 from polyvae.plugins.images.codec import ImageCodec
@@ -31,16 +31,17 @@ PICTURE = output_option(help="A .png/.jpg file.", required=True)
 @click.option("-n", "count", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--per-row", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
+@refine_option(default=None)
 @PICTURE
 @device_option()
-def reconstruct_command(run, data, count, per_row, seed, output, device) -> None:
+def reconstruct_command(run, data, count, per_row, seed, refine, output, device) -> None:
     """A grid of N images, each row of originals followed by a row of their reconstructions
-    (the mean image decoded from the posterior mean)."""
+    (the mean image decoded from the posterior mean, or from the code --refine finds)."""
     from polyvae.model import load
 
     model = load(run, device=device)
     originals = _pick(_images(model, data), count, seed)
-    rebuilt = model.reconstruct(originals)
+    rebuilt = model.reconstruct(originals, refine=refine_steps(model, refine))
     originals = [cast(ImageCodec, model.codec).conform(image) for image in originals]
     write_grid(side_by_side(originals, rebuilt, per_row), output, nrow=per_row)
     count = plural(len(originals), "image")
@@ -57,9 +58,12 @@ def reconstruct_command(run, data, count, per_row, seed, output, device) -> None
     "--method", type=click.Choice(["slerp", "linear"]), default="slerp", show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Which images are drawn.")
+@refine_option(default=None)
 @PICTURE
 @device_option()
-def interpolate_command(run, files, data, pairs, steps, method, seed, output, device) -> None:
+def interpolate_command(
+    run, files, data, pairs, steps, method, seed, refine, output, device
+) -> None:
     """Interpolation strips: one row per pair of images, the first image, STEPS images decoded
     along the latent path between their posterior means, then the second image. Give pairs of
     image FILES, or draw --pairs pairs from --data (default: the run's validation images)."""
@@ -74,7 +78,9 @@ def interpolate_command(run, files, data, pairs, steps, method, seed, output, de
         chosen = _pick(_images(model, data), 2 * pairs, seed)
     rows: list[Image] = []
     for start, end in zip(chosen[::2], chosen[1::2], strict=True):
-        path = model.interpolate(start, end, steps=steps, method=method)
+        path = model.interpolate(
+            start, end, steps=steps, method=method, refine=refine_steps(model, refine)
+        )
         codec = cast(ImageCodec, model.codec)
         rows += [codec.conform(start), *path, codec.conform(end)]
     write_grid(rows, output, nrow=steps + 2)
