@@ -62,12 +62,12 @@ def chemist_checks(model: polyvae.Model, budget: int, seed: int) -> dict:
     ]
     count, median, _ = analogues(model, PARACETAMOL, ANALOGUE_RADIUS, ANALOGUE_TEMPERATURE, seed)
     # The cross-entropy method decodes max(2n, 64) molecules in each of steps // 10 rounds.
-    count = 100
-    steps = 10 * max(1, budget // (2 * count))
+    kept = 100
+    steps = 10 * max(1, budget // (2 * kept))
     started = time.perf_counter()
     ranked = model.optimize(
         lambda items: chemistry.properties(items, ["penalized_logp"])[:, 0],
-        n=count,
+        n=kept,
         steps=steps,
         seed=seed,
     )
@@ -78,7 +78,7 @@ def chemist_checks(model: polyvae.Model, budget: int, seed: int) -> dict:
         "neighbours_median_tanimoto": median,
         "optimisation": {
             "objective": "penalized_logp",
-            "decoded": 2 * count * (steps // 10),
+            "decoded": 2 * kept * (steps // 10),
             "top3": [[smiles, round(score, 3)] for smiles, score in ranked[:3]],
             "top10_passing_filters": sum(passes_filters(smiles) for smiles, _ in ranked[:10]),
             "published_top3": PUBLISHED_PENALIZED_LOGP,
