@@ -31,6 +31,10 @@ def model(tmp_path_factory, mixture_csv):
         yield polyvae.load(out)
 
 
+def invoke(*args):
+    return CliRunner().invoke(build_cli(), [str(arg) for arg in args], catch_exceptions=False)
+
+
 def objective(model, items, codes: torch.Tensor) -> torch.Tensor:
     """log p(x | z) + log N(z; 0, I) of each item at its code."""
     _, batch = model.encodable(items)
@@ -74,9 +78,6 @@ def test_reconstruct_interpolate_and_encode_take_refine_on_the_command_line(mode
     points = mixture(2, seed=5)
     a, b = (",".join(f"{v:.4f}" for v in row) for row in points)
 
-    def invoke(*args):
-        return CliRunner().invoke(build_cli(), [str(arg) for arg in args], catch_exceptions=False)
-
     refined = invoke("reconstruct", run, "--", a, b)
     plain = invoke("reconstruct", run, "--refine", 0, "--", a, b)
     assert refined.exit_code == 0 and plain.exit_code == 0
@@ -103,9 +104,6 @@ def test_reconstruct_interpolate_and_encode_take_refine_on_the_command_line(mode
 def test_the_command_lines_default_is_the_domains(model, monkeypatch):
     run = str(model.run_dir)
     a, b = (",".join(f"{v:.4f}" for v in row) for row in mixture(2, seed=5))
-
-    def invoke(*args):
-        return CliRunner().invoke(build_cli(), [str(arg) for arg in args], catch_exceptions=False)
 
     monkeypatch.setattr(GaussMixDomain, "refine_steps", 3)
     for command in ("reconstruct", "interpolate"):

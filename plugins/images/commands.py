@@ -76,11 +76,10 @@ def interpolate_command(
         chosen = [model.domain.parse_item(str(path)) for path in files]
     else:
         chosen = _pick(_images(model, data), 2 * pairs, seed)
+    refine = refine_steps(model, refine)
     rows: list[Image] = []
     for start, end in zip(chosen[::2], chosen[1::2], strict=True):
-        path = model.interpolate(
-            start, end, steps=steps, method=method, refine=refine_steps(model, refine)
-        )
+        path = model.interpolate(start, end, steps=steps, method=method, refine=refine)
         codec = cast(ImageCodec, model.codec)
         rows += [codec.conform(start), *path, codec.conform(end)]
     write_grid(rows, output, nrow=steps + 2)
