@@ -31,6 +31,7 @@ import statistics
 import time
 
 import torch
+from molecules_analogues import DRUGS
 
 import polyvae
 from polyvae.plugins.molecules import chemistry
@@ -39,7 +40,7 @@ from polyvae.plugins.molecules.metrics import analogues_by_similarity, bundled_s
 
 STEPS = (0, 5, 10, 25, 50)
 REFINED = 25  # the CLI's default for reconstruct and interpolate
-DRUGS = {"paracetamol": "CC(=O)Nc1ccc(O)cc1", "aspirin": "CC(=O)Oc1ccccc1C(=O)O"}
+CHECKED = {name: DRUGS[name] for name in ("paracetamol", "aspirin")}
 
 
 def reconstruction(model: polyvae.Model, molecules: list[str]) -> list[dict]:
@@ -192,7 +193,7 @@ def main() -> None:
         "reconstruction": lambda: reconstruction(model, molecules),
         "interpolation": lambda: interpolation(model, pairs),
         "analogues": lambda: analogues(model, others[40:50]),
-        "drugs": lambda: {name: token_costs(model, smiles) for name, smiles in DRUGS.items()},
+        "drugs": lambda: {name: token_costs(model, smiles) for name, smiles in CHECKED.items()},
         "text": text_reconstruction,
         "images": image_reconstruction,
     }

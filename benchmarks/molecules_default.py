@@ -18,7 +18,7 @@ import time
 
 import torch
 from bars import judge, print_report
-from molecules_analogues import analogues
+from molecules_analogues import DRUGS, analogues
 
 import polyvae
 from polyvae.plugins.molecules import chemistry
@@ -43,8 +43,7 @@ BARS = {  # metric: (comparison, threshold)
     "neighbours_median_tanimoto": (">=", 0.40),
 }
 MOONSHOT = {"FCD/Test": ("<=", 0.5)}  # MOSES VAE 0.099, JT-VAE 0.395, LatentGAN 0.297
-PARACETAMOL = "CC(=O)Nc1ccc(O)cc1"
-ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+PARACETAMOL, ASPIRIN = DRUGS["paracetamol"], DRUGS["aspirin"]
 # Published top-3 penalized logP with Bayesian optimisation in the latent space (JT-VAE paper).
 PUBLISHED_PENALIZED_LOGP = {
     "JT-VAE": [5.30, 4.93, 4.49],
