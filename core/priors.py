@@ -323,29 +323,42 @@ def fit_model_prior(
     components: int = PRIOR_COMPONENTS,
     max_items: int = PRIOR_FIT_ITEMS,
     seed: int = 0,
+    source: str | None = None,
 ) -> dict[str, Any]:
     """Fit a prior to one posterior sample of the codes of (a seeded random subset of at most
-    ``max_items`` of) ``items``, the training items, and save it in ``model``'s run, which then
-    samples from it by default; the record of the fit."""
+    ``max_items`` of) ``items`` and save it in ``model``'s run, which then samples from it by
+    default; the record of the fit. ``items`` are the training items unless ``source`` names
+    the file they came from instead: the record keeps it, and the prior then covers the part of
+    the latent space those items occupy."""
     chosen = list(items)
     if 0 < max_items < len(chosen):
         order = np.random.default_rng(seed).permutation(len(chosen))[:max_items]
         chosen = [chosen[i] for i in sorted(order)]
-    codes = model.encode(chosen, sample=True, seed=seed)
-    prior, record = fit_prior(codes, kind, components, seed)
+    unencodable: dict[int, str] = {}
+    codes = model.encode(chosen, sample=True, seed=seed, skipped=unencodable)
+    prior, record = fit_prior(codes[~np.isnan(codes).any(axis=1)], kind, components, seed)
+    if source is not None:
+        record["data"] = source
+    if unencodable:  # only items from elsewhere than the training data can be
+        record["unencodable_items"] = len(unencodable)
     model.set_prior(prior, record)
     return record
 
 
 def describe_fit(kind: str, record: Mapping[str, Any]) -> str:
-    """One line on a fit: how many codes, and how much better than N(0, I) it covers held-out
-    codes."""
+    """One line on a fit: how many codes of which items, and how much better than N(0, I) it
+    covers held-out codes."""
     size = f" of {plural(record['components'], 'component')}" if "components" in record else ""
-    return (
-        f"fitted a {kind} prior{size} to {record['items']:,} training codes: held-out "
-        f"log-likelihood {record['held_out_log_likelihood']:.2f} nats per code (N(0, I): "
+    line = (
+        f"fitted a {kind} prior{size} to {record['items']:,} codes of "
+        f"{record.get('data', 'the training items')}: held-out log-likelihood "
+        f"{record['held_out_log_likelihood']:.2f} nats per code (N(0, I): "
         f"{record['standard_normal_held_out_log_likelihood']:.2f})"
     )
+    if record.get("unencodable_items"):
+        skipped = plural(record["unencodable_items"], "item")
+        line += f"; {skipped} the run's codec cannot encode left out"
+    return line
 
 
 def save_prior(folder: Path, prior: FittedPrior, record: Mapping[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from dataclasses import asdict
 
 import numpy as np
@@ -236,6 +237,33 @@ def test_fit_prior_command_and_evaluate_report_both_priors(fitted_run, registry)
     assert record["settings"]["prior"] == "fitted"
     refused = runner.invoke(build_cli(), ["fit-prior", "gaussmix"])
     assert refused.exit_code == 2 and "run directory" in refused.output
+
+
+def test_fit_prior_on_other_items_samples_where_their_codes_lie(
+    fitted_run, mixture_csv, tmp_path, registry
+):
+    run = tmp_path / "run"
+    shutil.copytree(fitted_run, run)
+    points = np.loadtxt(mixture_csv, delimiter=",")
+    # One end of the data: its codes lie off the centre of the training codes.
+    part = points[points[:, 0] > np.quantile(points[:, 0], 0.8)]
+    part_csv = tmp_path / "part.csv"
+    np.savetxt(part_csv, part, delimiter=",", fmt="%.6f")
+    runner = CliRunner()
+    result = runner.invoke(
+        build_cli(), ["fit-prior", str(run), "--data", str(part_csv), "--components", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"codes of {part_csv.resolve()}" in result.output
+    model = polyvae.load(run)
+    assert model.fitted_prior_record["fit"]["data"] == str(part_csv.resolve())
+    part_centre = torch.as_tensor(model.encode(list(part)).mean(axis=0), dtype=torch.float32)
+    training_centre = polyvae.load(fitted_run).prior().centre()
+    assert (model.prior().centre() - part_centre).norm() < 0.5 * (
+        training_centre - part_centre
+    ).norm()
+    missing = runner.invoke(build_cli(), ["fit-prior", str(run), "--data", "nowhere.csv"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
 def test_a_mixture_keeps_the_number_of_components_the_held_out_codes_favour():

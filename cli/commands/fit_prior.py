@@ -37,25 +37,44 @@ from polyvae.errors import UserError
     show_default=True,
     help="Training items whose codes are fitted, a seeded random subset (0: all).",
 )
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Fit the codes of the items in this file instead of the training items, so that "
+    "samples come from the part of the latent space they occupy.",
+)
 @seed_option(default=0)
 @json_option
 @device_option()
 def fit_prior_command(
-    run: str, kind: str, components: int, max_items: int, seed: int, as_json: bool, device: str
+    run: str,
+    kind: str,
+    components: int,
+    max_items: int,
+    data: Path | None,
+    seed: int,
+    as_json: bool,
+    device: str,
 ) -> None:
-    """Fit a prior to the codes of RUN's training items and store it in RUN/prior/.
+    """Fit a prior to the codes of RUN's training items (or of --data) and store it in
+    RUN/prior/.
 
     sample, neighbours, optimize and evaluate then draw latent points from it by default
     (--prior standard goes back to N(0, I)). Training fits one when it ends (config key
-    fit_prior); this refits, with other settings or after training more."""
+    fit_prior); this refits, with other settings, after training more, or to the items of
+    --data: after fine-tuning on a mix, say, to sample like one part of it."""
+    from polyvae.cli.items import read
     from polyvae.model import load
     from polyvae.priors import describe_fit, fit_model_prior
 
     if not Path(run).is_dir():
         raise UserError(f"fit-prior needs a run directory, not {run!r}")
     model = load(run, device=device)
-    training, _ = model.data_splits()
-    record = fit_model_prior(model, training, kind, components, max_items, seed)
+    if data is None:
+        items, source = model.data_splits()[0], None
+    else:
+        items, source = read(model, data), str(data.resolve())
+    record = fit_model_prior(model, items, kind, components, max_items, seed, source)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
