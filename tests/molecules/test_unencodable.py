@@ -4,6 +4,10 @@ the bundled molecules model and molecules with elements outside its vocabulary."
 from __future__ import annotations
 
 import csv
+import gzip
+import json
+import shutil
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -103,3 +107,19 @@ def test_cli_evaluate_lists_the_skipped_items_and_says_why_mutual_info_is_missin
         "note: mutual_info is n/a: its estimate needs at least 100 items, and 3 were evaluated"
         in result.stderr
     )
+
+
+def test_fit_prior_on_a_file_leaves_out_what_cannot_be_encoded(model, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(model.run_dir, run)
+    data = tmp_path / "mixed.smi"
+    test_smiles = resources.files("polyvae.data") / "molecules" / "test.smi.gz"
+    with gzip.open(str(test_smiles), "rt") as test_set:
+        molecules = [next(test_set).split()[0] for _ in range(40)]
+    data.write_text("\n".join([*molecules, SELENOPHENE, SILANE]) + "\n")
+    result = CliRunner().invoke(build_cli(), ["fit-prior", str(run), "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "2 items the run's codec cannot encode left out" in result.output
+    fit = json.loads((run / "prior" / "prior.json").read_text())["fit"]
+    assert fit["data"] == str(data.resolve()) and fit["unencodable_items"] == 2
+    assert fit["items"] + fit["held_out_items"] == len(molecules)
