@@ -8,8 +8,9 @@ aspirin (180 Da). data/molecules/supplement.py builds a mix of MOSES and small N
 those two) to fine-tune on. For each run (a directory, or a domain name for its bundled model):
 the two drugs reconstructed as `polyvae reconstruct` does (the domain's refinement) and from the
 encoder's code alone; paracetamol's analogues at the `neighbours` defaults (n=100); and, on
-``samples`` molecules sampled at temperature 1 from the default prior, raw validity, FCD/Test,
-SNN/Test, Filters and the share of valid samples under 250 Da (none in MOSES).
+``samples`` molecules sampled at temperature 1 from the default prior (the items it was fitted to
+are named), raw validity, FCD/Test, SNN/Test, Filters and the share of valid samples under
+250 Da (none in MOSES).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ MOSES_LIGHTEST = 250.0
 def measure(run: str, samples: int) -> dict:
     model = polyvae.load(run)
     results: dict = {"run": str(model.run_dir), "init": model.meta.get("init", {}).get("run")}
+    # `polyvae fit-prior RUN --data FILE` records FILE: the items whose codes samples follow.
+    fit = (model.fitted_prior_record or {}).get("fit", {})
+    results["prior_fitted_to"] = fit.get("data", "training items")
     for label, steps in (("reconstructed", model.domain.refine_steps), ("from_encoder", 0)):
         rebuilt = model.reconstruct(list(CHECKED.values()), refine=steps)
         results[label] = dict(zip(CHECKED, rebuilt, strict=True))
