@@ -39,8 +39,8 @@ MAX_SAMPLING_ROUNDS = 10
 # Items ``sample_chunks`` decodes per chunk: memory stays flat however many are asked for.
 SAMPLE_CHUNK = 4096
 # Adam's step size on a code being refined (``refine``): codes spread about 1 a dimension under
-# N(0, I), and on the bundled molecules model 5 steps at this size took exact reconstruction of
-# MOSES test molecules from 0.68 to 0.89, 25 steps to 0.91 (benchmarks/latent_refinement.py).
+# N(0, I), and on the MOSES-only molecules model 5 steps at this size took exact reconstruction
+# of MOSES test molecules from 0.68 to 0.89, 25 steps to 0.91 (benchmarks/latent_refinement.py).
 REFINE_STEP_SIZE = 0.05
 
 
