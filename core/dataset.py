@@ -50,10 +50,18 @@ def read_items(
     if max_items:
         items = items[:max_items]
         report.kept = len(items)
+    if not items:
+        raise UserError(f"{report.source}: no usable items")
+    return items, report
+
+
+def training_items(
+    domain: Domain, data: str | Path | Sequence[Any], config: Mapping[str, Any]
+) -> tuple[list[Any], ReadReport]:
+    """:func:`read_items`, for training: a split into training and validation items needs two."""
+    items, report = read_items(domain, data, config)
     if len(items) < 2:
-        raise UserError(
-            f"{report.source}: need at least 2 usable items to train, found {len(items)}"
-        )
+        raise UserError(f"{report.source}: need at least 2 usable items to train, found 1")
     return items, report
 
 

@@ -42,9 +42,9 @@ from polyvae.dataset import (
     encodable_items,
     fit_properties,
     rank_seed,
-    read_items,
     seed_everything,
     source_name,
+    training_items,
 )
 from polyvae.device import fast_autocast, resolve_device
 from polyvae.distributed import SINGLE, Context, session, share_folder, training_device
@@ -344,7 +344,7 @@ class Trainer:
                 f"{run.path} already holds files; resume it with --resume or pick --out"
             )
         check_property_names(domain, engine)
-        items, report = read_items(domain, data, config)
+        items, report = training_items(domain, data, config)
         seed_everything(engine.seed)
         items, condition, predict = fit_properties(domain, items, engine, report, log)
         if start is not None:
@@ -448,7 +448,7 @@ class Trainer:
         source = data if data is not None else loaded.meta["data"]["source"]
         if source == IN_MEMORY:
             raise UserError(f"{path} was trained on in-memory items: pass them again to resume")
-        items, _ = read_items(domain, source, config)
+        items, _ = training_items(domain, source, config)
         items, _, _ = fit_properties(domain, items, engine, None, log)
         meta = loaded.meta | {"config": config}
         trainer = cls(

@@ -227,6 +227,11 @@ CASES = {
         text_case("m.smi", [], PNG_BYTES),
         ("error", r"no usable molecules .* not UTF-8 text \(byte 0x89 at character 1\)"),
     ),
+    "molecules-one-molecule": (
+        "molecules",
+        text_case("m.smi", ["CCO", "C1CC"]),
+        ("error", r"m\.smi: need at least 2 usable items to train, found 1"),
+    ),
     "molecules-random-bytes-csv": (
         "molecules",
         text_case("m.csv", [], RANDOM_BYTES),
@@ -396,6 +401,15 @@ def test_reconstructing_a_molecule_outside_the_vocabulary_skips_it(molecules_run
     assert result.exit_code == 0, result.output
     assert "is not in the vocabulary learned from the training data" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_file_of_one_molecule_is_enough_to_reconstruct(molecules_run, tmp_path):
+    # Only training needs two items (a training and a validation split).
+    data = lines_file(tmp_path / "one.smi", ["CC(=O)Nc1ccc(O)cc1"])
+    result = invoke("reconstruct", molecules_run, "--data", data)
+    assert result.exit_code == 0, result.output
+    [line] = result.stdout.splitlines()
+    assert line.split("\t")[0] == "CC(=O)Nc1ccc(O)cc1"
 
 
 def test_encoding_invalid_and_huge_smiles_is_a_counted_skip(molecules_run, tmp_path):
