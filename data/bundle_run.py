@@ -6,7 +6,8 @@ Copies run.json, model.safetensors, codec/, prior/ and metrics.jsonl (not the ch
 bundled model is for sampling; resume from the original run to train further). The run must have
 been trained on a file inside data/DOMAIN/, or on a file with the same bytes as the one --data
 names there; its source is rewritten relative to the installed polyvae.data package so
-evaluation finds the training data after install. A run stopped early (interrupted) is bundled
+evaluation finds the training data after install; so is the file a prior was fitted to
+(`polyvae fit-prior --data`) when it lies in data/. A run stopped early (interrupted) is bundled
 only when it has a fitted prior (`polyvae fit-prior RUN`), as a finished one does. `--store`
 narrows the float32 weights to keep the wheel small (polyvae widens them when loading):
 `float16` halves their bytes; `int8` stores each large matrix as int8 with one scale per row and
@@ -26,6 +27,13 @@ from polyvae.files import load_tensors, save_tensors
 from polyvae.run import WEIGHT_STORAGES, narrowed_weights
 
 HERE = Path(__file__).resolve().parent
+
+
+def bundled_name(path: str) -> str:
+    """A path inside data/ as the installed polyvae.data package names it (the build machine's
+    folders mean nothing after install); any other path as it is."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(HERE).as_posix() if resolved.is_relative_to(HERE) else path
 
 
 def main() -> None:
@@ -63,6 +71,10 @@ def main() -> None:
     shutil.copytree(run / "codec", target / "codec")
     if (run / "prior").is_dir():
         shutil.copytree(run / "prior", target / "prior")
+        prior = json.loads((target / "prior" / "prior.json").read_text())
+        if "data" in prior["fit"]:
+            prior["fit"]["data"] = bundled_name(prior["fit"]["data"])
+            (target / "prior" / "prior.json").write_text(json.dumps(prior, indent=2) + "\n")
     (target / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"bundled {run} into {target}")
 
