@@ -398,6 +398,17 @@ def _summary(
         ("training time", _duration(seconds) if seconds else "-"),
         ("polyvae / torch", f"{versions.get('polyvae', '-')} / {versions.get('torch', '-')}"),
     ]
+    if "init" in meta:
+        # A fine-tune's curves start where its source's ended: say where that was.
+        init = meta["init"]
+        rows.insert(
+            4,
+            (
+                "fine-tuned from",
+                f"{init['given']}: {init.get('epochs', '-')} epochs on {init.get('data', '-')}, "
+                f"the weights of its epoch {init.get('weights_epoch', '-')}",
+            ),
+        )
     if model.condition_names:
         rows.append(("conditioned on", ", ".join(model.condition_names)))
     return rows

@@ -6,10 +6,12 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 from conftest import StopAt
 from polyvae_gaussmix import mixture
 
 import polyvae
+from polyvae.cli import build_cli
 from polyvae.errors import UserError
 from polyvae.files import load_tensors
 from polyvae.trainer import Trainer
@@ -104,3 +106,17 @@ def test_fine_tune_refuses_another_network_before_any_work(
 def test_a_resumed_run_cannot_be_given_another_start(tmp_path, registry, source_run):
     with pytest.raises(UserError, match="--init starts a new run"):
         polyvae.train("gaussmix", data=list(mixture(50)), resume=source_run, init=source_run)
+
+
+def test_a_fine_tuned_runs_report_names_its_source(tmp_path, registry, source_run, mixture_csv):
+    tuned = tmp_path / "tuned"
+    config = {"epochs": 1, "max_items": 300}
+    polyvae.train("gaussmix", data=mixture_csv, config=config, out=tuned, init=source_run)
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        build_cli(), ["report", str(tuned), "-n", "0", "-k", "2", "-o", str(page)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{source_run}: 2 epochs on &lt;in-memory items&gt;, the weights of its epoch" in (
+        page.read_text()
+    )
