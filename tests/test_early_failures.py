@@ -20,10 +20,10 @@ NO_GPU = not (torch.cuda.is_available() or torch.backends.mps.is_available())
 def reading_fails(monkeypatch):
     """Reading the data is the first piece of work; a check that comes too late trips this."""
 
-    def read_items(*args, **kwargs):
+    def training_items(*args, **kwargs):
         raise AssertionError("the data was read before the device was checked")
 
-    monkeypatch.setattr(polyvae.trainer, "read_items", read_items)
+    monkeypatch.setattr(polyvae.trainer, "training_items", training_items)
 
 
 @pytest.mark.skipif(not NO_GPU, reason="the devices refused here exist on this machine")
