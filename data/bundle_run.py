@@ -58,7 +58,7 @@ def main() -> None:
         source = args.data.resolve()
     if not domain or not source.is_relative_to(folder.resolve()):
         raise SystemExit(f"{run} was trained on {source}, not on data bundled in {folder}")
-    meta["data"]["source"] = source.relative_to(HERE.resolve()).as_posix()
+    meta["data"]["source"] = bundled_name(str(source))
     target = folder / "pretrained"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
