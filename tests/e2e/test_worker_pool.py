@@ -50,6 +50,9 @@ def run_script(mode: str, interrupt: bool = False) -> tuple[int, str, str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's command has
+        # A shell's background job ignores SIGINT, and Python keeps an inherited SIG_IGN: a suite
+        # started so (CI under nohup ... &) slept through the Ctrl-C into the 120 s timeout.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         if interrupt:
