@@ -386,6 +386,7 @@ def _summary(
         ("domain", model.domain.name),
         ("status", str(meta.get("status", "unknown"))),
         ("epochs / steps", f"{summary.get('epochs', '-')} / {summary.get('steps', '-')}"),
+        *_fine_tuned_from(meta.get("init")),
         (
             "best validation ELBO",
             f"{best:.4f} (epoch {summary.get('best_epoch')}{_chosen_by(summary)})"
@@ -398,20 +399,22 @@ def _summary(
         ("training time", _duration(seconds) if seconds else "-"),
         ("polyvae / torch", f"{versions.get('polyvae', '-')} / {versions.get('torch', '-')}"),
     ]
-    if "init" in meta:
-        # A fine-tune's curves start where its source's ended: say where that was.
-        init = meta["init"]
-        rows.insert(
-            4,
-            (
-                "fine-tuned from",
-                f"{init['given']}: {init.get('epochs', '-')} epochs on {init.get('data', '-')}, "
-                f"the weights of its epoch {init.get('weights_epoch', '-')}",
-            ),
-        )
     if model.condition_names:
         rows.append(("conditioned on", ", ".join(model.condition_names)))
     return rows
+
+
+def _fine_tuned_from(init: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The row naming a fine-tune's source: its curves start where the source's ended."""
+    if init is None:
+        return []
+    return [
+        (
+            "fine-tuned from",
+            f"{init['given']}: {init.get('epochs', '-')} epochs on {init.get('data', '-')}, "
+            f"the weights of its epoch {init.get('weights_epoch', '-')}",
+        )
+    ]
 
 
 def _duration(seconds: float) -> str:
